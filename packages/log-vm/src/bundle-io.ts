@@ -1,0 +1,183 @@
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import split2 from 'split2';
+import {
+  AppendlogError,
+  BUNDLE_FILES,
+  ChainVerifier,
+  MAX_ARMORED_BYTES,
+  MAX_MANIFEST_BYTES,
+  MAX_RECORD_CHARS,
+  checkManifestAgainstChain,
+  checkSignatures,
+  formatRecord,
+  parseManifest,
+  parseRecord,
+  sealHash,
+  type ChainFacts,
+  type SealManifest,
+  type SignatureReport,
+  type TrustedKey,
+} from '@appendlog/shared';
+import { storedEntries } from './entries.js';
+import { BufferedWriter } from './output.js';
+import type { Progress } from './verify-store.js';
+import type { Store } from './store.js';
+
+/**
+ * Export writes a self-contained bundle directory (docs/FORMAT.md section 9):
+ *   manifest.json        the signed seal manifest, exact bytes
+ *   signatures/NN.asc    detached armored signatures over manifest.json
+ *   entries.jsonl        every entry, one JSON object per line
+ *   README.txt           how to check it
+ * The chain is re-verified against the manifest while it is written, so a
+ * damaged store is never exported as if it were fine. The bundle is written
+ * to DIR.partial and renamed to DIR only when complete.
+ */
+export async function exportBundle(store: Store, vm: string, name: string, outDir: string): Promise<{ manifest: SealManifest; facts: ChainFacts }> {
+  const log = store.requireLog(vm, name);
+  const seal = store.getSeal(log.id);
+  if (seal === undefined) throw new AppendlogError('NOT_SEALED', `log ${vm}/${name} is not sealed; seal it first (logvm seal)`);
+  if (existsSync(outDir) && (!statSync(outDir).isDirectory() || readdirSync(outDir).length > 0)) {
+    throw new AppendlogError('BUNDLE_EXISTS', `${outDir} exists and is not an empty directory`);
+  }
+  const manifest = parseManifest(seal.manifest);
+  const partial = `${outDir}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(join(partial, BUNDLE_FILES.signatures), { recursive: true });
+  try {
+    writeFileSync(join(partial, BUNDLE_FILES.manifest), seal.manifest);
+    store.signatures(seal.seal_index).forEach((armored, i) => {
+      writeFileSync(join(partial, BUNDLE_FILES.signatures, `${String(i + 1).padStart(2, '0')}.asc`), armored);
+    });
+    const verifier = new ChainVerifier({ vm: log.vm, name: log.name, created: log.created });
+    const stream = createWriteStream(join(partial, BUNDLE_FILES.entries));
+    const out = new BufferedWriter(stream, 256 * 1024);
+    for (const e of storedEntries(store, log.id)) {
+      verifier.push(e.encoded, e.hash);
+      const h = e.header;
+      await out.write(formatRecord({ seq: h.seq, time: h.time, session: h.session, kind: h.kind, flags: h.flags, payload: e.payload, hash: e.hash }));
+    }
+    await out.flush();
+    await new Promise<void>((resolve, reject) => stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the seal manifest' });
+    checkManifestAgainstChain(manifest, facts);
+    writeFileSync(join(partial, 'README.txt'), bundleReadme(manifest));
+    if (existsSync(outDir)) rmSync(outDir, { recursive: true });
+    renameSync(partial, outDir);
+    return { manifest, facts };
+  } catch (e) {
+    rmSync(partial, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function bundleReadme(m: SealManifest): string {
+  return `appendlog bundle: log ${m.vm}/${m.name}, ${m.entries} entries, sealed ${new Date(m.sealed).toISOString()}
+head ${m.head}
+
+Check it with the release public key(s):
+  logvm verify-chain . --key RELEASE-KEY.asc [--key ...] [--threshold M]
+  gpg --verify signatures/01.asc manifest.json
+
+Format: docs/FORMAT.md of appendlog.
+`;
+}
+
+export interface BundleVerification {
+  manifest: SealManifest;
+  manifestBytes: Buffer;
+  facts: ChainFacts;
+  signatures: SignatureReport;
+}
+
+function readLimited(path: string, max: number, what: string): Buffer {
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new AppendlogError('MALFORMED_BUNDLE', `${what} is not a regular file`);
+    size = st.size;
+  } catch (e) {
+    if (e instanceof AppendlogError) throw e;
+    throw new AppendlogError('MALFORMED_BUNDLE', `${what} is missing (${(e as Error).message})`);
+  }
+  if (size > max) throw new AppendlogError('MALFORMED_BUNDLE', `${what} is ${size} bytes, more than any valid one`);
+  return readFileSync(path);
+}
+
+export function readBundleManifest(dir: string): { manifest: SealManifest; bytes: Buffer } {
+  const bytes = readLimited(join(dir, BUNDLE_FILES.manifest), MAX_MANIFEST_BYTES, BUNDLE_FILES.manifest);
+  return { manifest: parseManifest(bytes), bytes };
+}
+
+export function readBundleSignatures(dir: string): Array<{ file: string; armored: string }> {
+  const sigDir = join(dir, BUNDLE_FILES.signatures);
+  if (!existsSync(sigDir)) return [];
+  const names = readdirSync(sigDir).filter((n) => n.endsWith('.asc')).sort();
+  if (names.length > 256) throw new AppendlogError('MALFORMED_BUNDLE', `${names.length} signature files; at most 256`);
+  return names.map((n) => ({
+    file: `${BUNDLE_FILES.signatures}/${n}`,
+    armored: readLimited(join(sigDir, n), MAX_ARMORED_BYTES, `${BUNDLE_FILES.signatures}/${n}`).toString('utf8'),
+  }));
+}
+
+/**
+ * Streams entries.jsonl through the chain verifier in constant memory and
+ * checks the end against the manifest. split2 reads the JSON Lines (they are
+ * UTF-8 JSON by definition); a line longer than any valid record is refused.
+ */
+export async function verifyBundleEntries(dir: string, manifest: SealManifest, progress?: Progress): Promise<ChainFacts> {
+  const path = join(dir, BUNDLE_FILES.entries);
+  if (!existsSync(path)) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is missing`);
+  const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
+  const lines = createReadStream(path).pipe(split2({ maxLength: MAX_RECORD_CHARS }));
+  let n = 0;
+  try {
+    for await (const line of lines as AsyncIterable<string>) {
+      n++;
+      if (line === '') throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
+      const rec = parseRecord(line, n);
+      verifier.push(rec.encoded, rec.hash);
+      if (progress !== undefined && (n & 0xffff) === 0) progress(n, manifest.entries);
+    }
+  } catch (e) {
+    if (e instanceof AppendlogError) throw e;
+    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n + 1}: ${(e as Error).message}`);
+  } finally {
+    lines.destroy();
+  }
+  const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the signed manifest' });
+  checkManifestAgainstChain(manifest, facts);
+  return facts;
+}
+
+/**
+ * The whole bundle check, trust first: manifest shape, then signatures by at
+ * least `threshold` distinct trusted keys, then every entry against the
+ * (now authenticated) manifest, then optionally the link to the previous seal.
+ */
+export async function verifyBundle(
+  dir: string,
+  trusted: TrustedKey[],
+  threshold: number,
+  opts: { progress?: Progress; previous?: string } = {},
+): Promise<BundleVerification> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AppendlogError('MALFORMED_BUNDLE', `${dir} is not a bundle directory`);
+  const { manifest, bytes } = readBundleManifest(dir);
+  const signatures = await checkSignatures(bytes, readBundleSignatures(dir), trusted, threshold);
+  const facts = await verifyBundleEntries(dir, manifest, opts.progress);
+  if (opts.previous !== undefined) checkSealLink(readBundleManifest(opts.previous).bytes, manifest);
+  return { manifest, manifestBytes: bytes, facts, signatures };
+}
+
+/** Checks that `manifest` is the seal made right after the one whose bytes are `previousBytes`. */
+export function checkSealLink(previousBytes: Buffer, manifest: SealManifest): void {
+  const prev = parseManifest(previousBytes);
+  const link = sealHash(previousBytes).toString('hex');
+  if (manifest.prevSeal !== link || manifest.sealIndex !== prev.sealIndex + 1) {
+    throw new AppendlogError(
+      'SEAL_CHAIN_BROKEN',
+      `seal #${manifest.sealIndex} does not follow seal #${prev.sealIndex} (${prev.vm}/${prev.name}): prevSeal ${manifest.prevSeal ?? 'null'}, expected ${link}`,
+    );
+  }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { EXIT_CODES } from '@appendlog/shared';
+import { appendCommand } from './commands/append.js';
+import { listCommand } from './commands/list.js';
+import { showCommand } from './commands/show.js';
+import { verifyChainCommand } from './commands/verify-chain.js';
+import { sealCommand } from './commands/seal.js';
+import { exportCommand } from './commands/export.js';
+import { cosignCommand } from './commands/cosign.js';
+
+await yargs(hideBin(process.argv))
+  .scriptName('logvm')
+  .usage('$0 <command>\n\nThe log VM side of qubes.AppendLog: hash-chained, append-only, sealed build logs.')
+  .command(appendCommand)
+  .command(listCommand)
+  .command(showCommand)
+  .command(verifyChainCommand)
+  .command(sealCommand)
+  .command(exportCommand)
+  .command(cosignCommand)
+  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign')
+  .strict()
+  .version(false)
+  .help()
+  .fail((msg, err) => {
+    if (err) throw err;
+    process.stderr.write(`logvm: USAGE: ${msg}\n(see logvm --help)\n`);
+    process.exit(EXIT_CODES.USAGE);
+  })
+  .parseAsync();

@@ -1,0 +1,50 @@
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CommandModule } from 'yargs';
+import { BUNDLE_FILES, checkSignatures, signatureIssuers } from '@appendlog/shared';
+import { readBundleManifest, readBundleSignatures, verifyBundleEntries } from '../bundle-io.js';
+import { reportError, writeAll } from '../output.js';
+import { parseSignerSpec } from '../signers.js';
+import { loadKeys } from './keys.js';
+
+interface CosignArgs {
+  bundle: string;
+  signer: string;
+  key?: string[];
+}
+
+/**
+ * `logvm cosign`: M-of-N release signing. A further trusted person checks the
+ * bundle's chain against its manifest (and, with --key, the signatures made
+ * so far), then adds a signature over the same manifest bytes.
+ */
+export const cosignCommand: CommandModule<object, CosignArgs> = {
+  command: 'cosign <bundle>',
+  describe: 'check a bundle, then add another signature over its manifest',
+  builder: (y) =>
+    y
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle directory' })
+      .option('signer', { type: 'string', demandOption: true, describe: 'split-gpg[:KEYID], gpg[:KEYID] or key-file:PATH' })
+      .option('key', { type: 'string', array: true, describe: 'also check the existing signatures against these public keys' }) as never,
+  handler: async (args) => {
+    try {
+      const signer = parseSignerSpec(args.signer);
+      const { manifest, bytes } = readBundleManifest(args.bundle);
+      if (args.key && args.key.length > 0) {
+        await checkSignatures(bytes, readBundleSignatures(args.bundle), await loadKeys(args.key), 1);
+      }
+      await verifyBundleEntries(args.bundle, manifest);
+      const signature = await signer.sign(bytes);
+      const issuers = await signatureIssuers(signature);
+      const dir = join(args.bundle, BUNDLE_FILES.signatures);
+      const taken = existsSync(dir) ? readdirSync(dir) : [];
+      let n = taken.length + 1;
+      while (taken.includes(`${String(n).padStart(2, '0')}.asc`)) n++;
+      const file = join(dir, `${String(n).padStart(2, '0')}.asc`);
+      writeFileSync(file, signature, { flag: 'wx' });
+      await writeAll(process.stdout, `cosigned ${manifest.vm}/${manifest.name} (seal #${manifest.sealIndex}): ${file}, key ${issuers.join(', ')}\n`);
+    } catch (e) {
+      reportError(e, 'logvm cosign');
+    }
+  },
+};

@@ -1,0 +1,33 @@
+import type { CommandModule } from 'yargs';
+import { parseLogRef } from '@appendlog/shared';
+import { exportBundle } from '../bundle-io.js';
+import { reportError, writeAll } from '../output.js';
+import { openStore, withDb, type DbArgs } from './common.js';
+
+interface ExportArgs extends DbArgs {
+  log: string;
+  out: string;
+}
+
+export const exportCommand: CommandModule<object, ExportArgs> = {
+  command: 'export <log>',
+  describe: 'write a sealed log (VM/NAME) as a self-contained bundle directory',
+  builder: (y) =>
+    withDb(y)
+      .positional('log', { type: 'string', demandOption: true, describe: 'VM/NAME' })
+      .option('out', { type: 'string', demandOption: true, describe: 'bundle directory to create' }) as never,
+  handler: async (args) => {
+    try {
+      const { vm, name } = parseLogRef(args.log);
+      const store = openStore(args);
+      try {
+        const { manifest } = await exportBundle(store, vm, name, args.out);
+        await writeAll(process.stdout, `exported ${vm}/${name} to ${args.out}: ${manifest.entries} entries, head ${manifest.head}\n`);
+      } finally {
+        store.close();
+      }
+    } catch (e) {
+      reportError(e, 'logvm export');
+    }
+  },
+};

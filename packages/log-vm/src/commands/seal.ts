@@ -1,0 +1,49 @@
+import type { CommandModule } from 'yargs';
+import { parseLogRef, signatureIssuers } from '@appendlog/shared';
+import { reportError, writeAll } from '../output.js';
+import { sealLog } from '../seal.js';
+import { parseSignerSpec } from '../signers.js';
+import { openStore, withDb, type DbArgs } from './common.js';
+
+interface SealArgs extends DbArgs {
+  log: string;
+  signer: string;
+  json?: boolean;
+}
+
+export const sealCommand: CommandModule<object, SealArgs> = {
+  command: 'seal <log>',
+  describe: 'close a log (VM/NAME) and sign its seal manifest',
+  builder: (y) =>
+    withDb(y)
+      .positional('log', { type: 'string', demandOption: true, describe: 'VM/NAME' })
+      .option('signer', {
+        type: 'string',
+        default: 'split-gpg',
+        describe: 'split-gpg[:KEYID] (Qubes vault VM), gpg[:KEYID] or key-file:PATH',
+      })
+      .option('json', { type: 'boolean', describe: 'print the manifest as JSON' }) as never,
+  handler: async (args) => {
+    try {
+      const { vm, name } = parseLogRef(args.log);
+      const signer = parseSignerSpec(args.signer);
+      const store = openStore(args);
+      try {
+        const res = await sealLog(store, vm, name, signer);
+        const issuers = await signatureIssuers(res.signature);
+        if (args.json) {
+          await writeAll(process.stdout, `${JSON.stringify({ ok: true, manifest: res.manifest, signedBy: issuers })}\n`);
+        } else {
+          await writeAll(
+            process.stdout,
+            `sealed ${vm}/${name}: seal #${res.manifest.sealIndex}, ${res.manifest.entries} entries, head ${res.manifest.head}, signed by key ${issuers.join(', ')}\n`,
+          );
+        }
+      } finally {
+        store.close();
+      }
+    } catch (e) {
+      reportError(e, 'logvm seal');
+    }
+  },
+};

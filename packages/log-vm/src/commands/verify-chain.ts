@@ -1,0 +1,140 @@
+import { existsSync, statSync } from 'node:fs';
+import type { CommandModule } from 'yargs';
+import { AppendlogError, parseLogRef, type ChainFacts, type SealManifest, type SignatureReport } from '@appendlog/shared';
+import { verifyBundle } from '../bundle-io.js';
+import { isoTime, reportError, toCodedError, writeAll } from '../output.js';
+import { makeProgress } from '../progress.js';
+import { verifyStoredLog } from '../verify-store.js';
+import { openStore, withDb, type DbArgs } from './common.js';
+import { loadKeys } from './keys.js';
+
+interface VerifyArgs extends DbArgs {
+  target: string;
+  key?: string[];
+  threshold: number;
+  previous?: string;
+  json?: boolean;
+}
+
+interface Outcome {
+  source: 'bundle' | 'store';
+  state: 'open' | 'sealed';
+  facts: ChainFacts;
+  manifest?: SealManifest;
+  signatures?: SignatureReport;
+  seals?: number;
+}
+
+/**
+ * `logvm verify-chain`: for an auditor with a bundle and public keys, or an
+ * admin with the store. Says OK with the facts an auditor wants, or names the
+ * first failure with its code and documented exit code. Never OK on partial
+ * data: a bundle needs its signatures to verify too.
+ */
+export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
+  command: 'verify-chain <target>',
+  describe: 'verify an exported bundle (directory) or a log in the store (VM/NAME)',
+  builder: (y) =>
+    withDb(y)
+      .positional('target', { type: 'string', demandOption: true, describe: 'bundle directory, or VM/NAME in the store' })
+      .option('key', { type: 'string', array: true, describe: 'trusted public key file (armored); repeat for M-of-N' })
+      .option('threshold', { type: 'number', default: 1, describe: 'valid signatures needed, by distinct trusted keys' })
+      .option('previous', { type: 'string', describe: 'bundle of the seal made just before: check the link of the seal chain' })
+      .option('json', { type: 'boolean', describe: 'print the result as JSON' })
+      .check((a) => {
+        if (!Number.isSafeInteger(a.threshold) || a.threshold < 1) throw new Error('--threshold must be a positive integer');
+        return true;
+      }) as never,
+  handler: async (args) => {
+    const progress = makeProgress('verifying');
+    try {
+      const isBundle = args.db === undefined && existsSync(args.target) && statSync(args.target).isDirectory();
+      const keys = args.key && args.key.length > 0 ? await loadKeys(args.key) : undefined;
+      let outcome: Outcome;
+      if (isBundle) {
+        if (keys === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc');
+        const r = await verifyBundle(args.target, keys, args.threshold, { progress, previous: args.previous });
+        outcome = { source: 'bundle', state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
+      } else {
+        const { vm, name } = parseLogRef(args.target);
+        const store = openStore(args);
+        try {
+          const r = await verifyStoredLog(store, store.requireLog(vm, name), { keys, threshold: args.threshold, progress });
+          outcome = { source: 'store', ...r };
+        } finally {
+          store.close();
+        }
+      }
+      progress.done();
+      await printOk(args.json === true, outcome);
+    } catch (e) {
+      progress.done();
+      const err = toCodedError(e);
+      if (args.json) {
+        await writeAll(process.stdout, `${JSON.stringify({ ok: false, code: err.code, exitCode: err.exitCode, seq: err.seq ?? null, message: err.message })}\n`);
+        process.exitCode = err.exitCode;
+      } else {
+        reportError(err, 'logvm verify-chain: FAIL');
+      }
+    }
+  },
+};
+
+async function printOk(json: boolean, o: Outcome): Promise<void> {
+  const f = o.facts;
+  const log = `${f.identity.vm}/${f.identity.name}`;
+  const signers = (o.signatures?.valid ?? []).map((s) => ({ fingerprint: s.fingerprint, userIds: s.userIds, created: s.created, file: s.file }));
+  if (json) {
+    await writeAll(
+      process.stdout,
+      `${JSON.stringify({
+        ok: true,
+        source: o.source,
+        log,
+        vm: f.identity.vm,
+        name: f.identity.name,
+        state: o.state,
+        entries: f.entries,
+        lines: f.lines,
+        bytes: f.bytes,
+        sessions: f.sessions,
+        closes: f.closes,
+        head: f.head,
+        genesis: f.genesis,
+        created: f.identity.created,
+        sealed: o.manifest?.sealed ?? null,
+        sealIndex: o.manifest?.sealIndex ?? null,
+        prevSeal: o.manifest?.prevSeal ?? null,
+        claims: o.manifest?.claims ?? null,
+        signatures: signers,
+        signaturesChecked: o.signatures !== undefined,
+        threshold: o.signatures?.threshold ?? null,
+        ignoredSignatures: o.signatures?.untrusted.length ?? 0,
+      })}\n`,
+    );
+    return;
+  }
+  const lines = [
+    `OK ${log}: chain intact${o.state === 'sealed' ? ' and sealed' : ''}`,
+    `  source VM: ${f.identity.vm} (attested by the log VM via qrexec)`,
+    `  log name:  ${f.identity.name}`,
+    `  state:     ${o.state}`,
+    `  entries:   ${f.entries} (${f.lines} lines, ${f.bytes} bytes, ${f.sessions} sessions)`,
+    `  head:      ${f.head}`,
+    `  created:   ${isoTime(f.identity.created)}`,
+  ];
+  if (o.manifest) {
+    lines.push(`  sealed:    ${isoTime(o.manifest.sealed)} (seal #${o.manifest.sealIndex}${o.manifest.prevSeal ? `, after ${o.manifest.prevSeal}` : ', first seal'})`);
+  } else {
+    lines.push(`  last:      ${isoTime(f.lastTime)}`);
+  }
+  if (o.signatures) {
+    lines.push(`  signed by: ${o.signatures.distinctKeys} trusted key(s), ${o.signatures.threshold} required`);
+    for (const s of signers) lines.push(`    ${s.fingerprint} ${(s.userIds ?? []).join(', ')} (${s.created ?? '?'}, ${s.file})`);
+    if (o.signatures.untrusted.length > 0) lines.push(`  ignored:   ${o.signatures.untrusted.length} signature(s) by keys not given with --key`);
+  } else if (o.state === 'sealed') {
+    lines.push('  signatures: not checked (give --key to check them)');
+  }
+  if (o.seals !== undefined) lines.push(`  seal chain: ${o.seals} seal(s) in the store, linked`);
+  await writeAll(process.stdout, `${lines.join('\n')}\n`);
+}

@@ -1,0 +1,64 @@
+import type { Writable } from 'node:stream';
+import { AppendlogError, isAppendlogError } from './errors.js';
+
+/** Writes to a stream with backpressure: resolves once the data is accepted. */
+export async function writeAll(out: Writable, data: string | Uint8Array): Promise<void> {
+  if (out.write(data)) return;
+  await new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      out.off('drain', done);
+      out.off('error', onError);
+      out.off('close', done);
+      resolve();
+    };
+    const onError = (e: Error): void => {
+      out.off('drain', done);
+      out.off('close', done);
+      reject(e);
+    };
+    out.once('drain', done);
+    out.once('close', done);
+    out.once('error', onError);
+  });
+}
+
+/** Buffers small writes into larger ones and respects backpressure. */
+export class BufferedWriter {
+  private parts: Array<string | Uint8Array> = [];
+  private size = 0;
+  constructor(
+    private readonly out: Writable,
+    private readonly limit = 64 * 1024,
+  ) {}
+
+  async write(data: string | Uint8Array): Promise<void> {
+    this.parts.push(data);
+    this.size += data.length;
+    if (this.size >= this.limit) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.parts.length === 0) return;
+    const chunk = Buffer.concat(this.parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p)));
+    this.parts = [];
+    this.size = 0;
+    await writeAll(this.out, chunk);
+  }
+}
+
+export function toCodedError(e: unknown): AppendlogError {
+  if (isAppendlogError(e)) return e;
+  return new AppendlogError('INTERNAL', `internal error: ${(e as Error)?.stack ?? String(e)}`);
+}
+
+/** Reports a failure on stderr and sets the documented exit code. */
+export function reportError(e: unknown, prefix = 'logvm'): AppendlogError {
+  const err = toCodedError(e);
+  process.stderr.write(`${prefix}: ${err.code}: ${err.message}\n`);
+  process.exitCode = err.exitCode;
+  return err;
+}
+
+export function isoTime(ms: number | null | undefined): string {
+  return ms === null || ms === undefined ? '-' : new Date(ms).toISOString();
+}

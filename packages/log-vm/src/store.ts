@@ -1,0 +1,380 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  AppendlogError,
+  BlockBuilder,
+  ChainHasher,
+  HASH_SIZE,
+  Kind,
+  canonicalBytes,
+  genesisHash,
+  type CanonicalValue,
+  type FinishedBlock,
+} from '@appendlog/shared';
+import { storeError } from './errors.js';
+
+/**
+ * The SQLite store. One row per committed batch ("block") holds the batch's
+ * canonical entry encodings end to end plus their hashes; the chain itself is
+ * per entry (docs/FORMAT.md section 7). WAL mode and a busy timeout let many
+ * `logvm append` processes (several VMs, several logs of one VM, even two
+ * sessions of one log) write one file: every batch is a BEGIN IMMEDIATE
+ * transaction that reads the log's head and appends after it, so chains stay
+ * linear whatever the interleaving.
+ */
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs (
+  id      INTEGER PRIMARY KEY,
+  vm      TEXT NOT NULL,
+  name    TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  genesis BLOB NOT NULL,
+  UNIQUE (vm, name)
+);
+CREATE TABLE IF NOT EXISTS blocks (
+  id         INTEGER PRIMARY KEY,
+  log_id     INTEGER NOT NULL REFERENCES logs (id),
+  first_seq  INTEGER NOT NULL,
+  count      INTEGER NOT NULL,
+  first_time INTEGER NOT NULL,
+  last_time  INTEGER NOT NULL,
+  data       BLOB NOT NULL,
+  hashes     BLOB NOT NULL,
+  UNIQUE (log_id, first_seq)
+);
+CREATE TABLE IF NOT EXISTS heads (
+  log_id    INTEGER PRIMARY KEY REFERENCES logs (id),
+  entries   INTEGER NOT NULL,
+  lines     INTEGER NOT NULL,
+  bytes     INTEGER NOT NULL,
+  sessions  INTEGER NOT NULL,
+  head      BLOB NOT NULL,
+  last_time INTEGER,
+  sealed    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS seals (
+  seal_index INTEGER PRIMARY KEY,
+  log_id     INTEGER NOT NULL UNIQUE REFERENCES logs (id),
+  manifest   BLOB NOT NULL,
+  seal_hash  BLOB NOT NULL,
+  prev_hash  BLOB
+);
+CREATE TABLE IF NOT EXISTS signatures (
+  seal_index INTEGER NOT NULL REFERENCES seals (seal_index),
+  n          INTEGER NOT NULL,
+  armored    TEXT NOT NULL,
+  PRIMARY KEY (seal_index, n)
+);
+
+CREATE TRIGGER IF NOT EXISTS logs_no_update BEFORE UPDATE ON logs
+  BEGIN SELECT RAISE(ABORT, 'appendlog: logs are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS logs_no_delete BEFORE DELETE ON logs
+  BEGIN SELECT RAISE(ABORT, 'appendlog: logs are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS blocks_no_update BEFORE UPDATE ON blocks
+  BEGIN SELECT RAISE(ABORT, 'appendlog: entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS blocks_no_delete BEFORE DELETE ON blocks
+  BEGIN SELECT RAISE(ABORT, 'appendlog: entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS heads_no_delete BEFORE DELETE ON heads
+  BEGIN SELECT RAISE(ABORT, 'appendlog: heads are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS heads_forward_only BEFORE UPDATE ON heads
+  WHEN OLD.sealed = 1 OR NEW.log_id <> OLD.log_id OR NEW.entries < OLD.entries
+    OR NEW.sessions < OLD.sessions OR NEW.sealed < OLD.sealed
+  BEGIN SELECT RAISE(ABORT, 'appendlog: a head only moves forward, and never after the seal'); END;
+CREATE TRIGGER IF NOT EXISTS seals_no_update BEFORE UPDATE ON seals
+  BEGIN SELECT RAISE(ABORT, 'appendlog: seals are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS seals_no_delete BEFORE DELETE ON seals
+  BEGIN SELECT RAISE(ABORT, 'appendlog: seals are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS signatures_no_update BEFORE UPDATE ON signatures
+  BEGIN SELECT RAISE(ABORT, 'appendlog: signatures are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS signatures_no_delete BEFORE DELETE ON signatures
+  BEGIN SELECT RAISE(ABORT, 'appendlog: signatures are append-only'); END;
+`;
+
+export interface LogRow {
+  id: number;
+  vm: string;
+  name: string;
+  created: number;
+  genesis: Buffer;
+}
+
+export interface HeadRow {
+  log_id: number;
+  entries: number;
+  lines: number;
+  bytes: number;
+  sessions: number;
+  head: Buffer;
+  last_time: number | null;
+  sealed: number;
+}
+
+export interface BlockRow {
+  id: number;
+  first_seq: number;
+  count: number;
+  first_time: number;
+  last_time: number;
+  data: Buffer;
+  hashes: Buffer;
+}
+
+export interface LogSummary {
+  vm: string;
+  name: string;
+  state: 'open' | 'sealed';
+  entries: number;
+  lines: number;
+  bytes: number;
+  sessions: number;
+  created: number;
+  firstTime: number | null;
+  lastTime: number | null;
+  head: string;
+}
+
+export interface SealRow {
+  seal_index: number;
+  log_id: number;
+  manifest: Buffer;
+  seal_hash: Buffer;
+  prev_hash: Buffer | null;
+}
+
+export interface StoreOptions {
+  readonly?: boolean;
+  /** Create the file (and schema) if missing; otherwise a missing store is LOG_NOT_FOUND. */
+  create?: boolean;
+  /** SQLite busy timeout: how long a writer waits for another's transaction. */
+  busyTimeoutMs?: number;
+}
+
+/** What an append callback sees inside the write transaction. */
+export interface TxnHead {
+  log: LogRow;
+  head: HeadRow;
+}
+
+export class Store {
+  readonly db: Database.Database;
+  readonly path: string;
+  private readonly hasher = new ChainHasher(Buffer.alloc(HASH_SIZE));
+
+  private constructor(db: Database.Database, path: string) {
+    this.db = db;
+    this.path = path;
+  }
+
+  static open(path: string, opts: StoreOptions = {}): Store {
+    let db: Database.Database;
+    try {
+      if (opts.create) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: !(opts.create ?? false) });
+    } catch (e) {
+      if (!(opts.create ?? false) && !existsSync(path)) {
+        throw new AppendlogError('LOG_NOT_FOUND', `no store at ${path} (nothing has been appended yet, or use --db)`);
+      }
+      throw storeError(`cannot open store ${path}`, e);
+    }
+    try {
+      db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 60_000}`);
+      if (!opts.readonly) {
+        db.pragma('journal_mode = WAL');
+        // FULL: a commit survives power loss of the log VM, not only a crash
+        // of the process; one fsync per batch, not per line.
+        db.pragma('synchronous = FULL');
+        db.pragma('foreign_keys = ON');
+        const version = db.pragma('user_version', { simple: true }) as number;
+        if (version === 0) {
+          db.transaction(() => {
+            db.exec(SCHEMA);
+            db.pragma(`user_version = ${SCHEMA_VERSION}`);
+          }).immediate();
+        } else if (version !== SCHEMA_VERSION) {
+          throw new AppendlogError('STORE_ERROR', `store ${path} has schema version ${version}; this logvm knows ${SCHEMA_VERSION}`);
+        }
+      }
+    } catch (e) {
+      db.close();
+      throw storeError(`cannot prepare store ${path}`, e);
+    }
+    return new Store(db, path);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  findLog(vm: string, name: string): LogRow | undefined {
+    return this.db.prepare('SELECT id, vm, name, created, genesis FROM logs WHERE vm = ? AND name = ?').get(vm, name) as
+      | LogRow
+      | undefined;
+  }
+
+  requireLog(vm: string, name: string): LogRow {
+    const log = this.findLog(vm, name);
+    if (log === undefined) throw new AppendlogError('LOG_NOT_FOUND', `no log ${vm}/${name} in ${this.path}`);
+    return log;
+  }
+
+  getHead(logId: number): HeadRow {
+    const head = this.db.prepare('SELECT * FROM heads WHERE log_id = ?').get(logId) as HeadRow | undefined;
+    if (head === undefined) throw new AppendlogError('STORE_INCONSISTENT', `log ${logId} has no head row`);
+    return head;
+  }
+
+  /**
+   * Creates the log if it does not exist and writes the session-open event,
+   * in one transaction. Refuses a sealed log, and a name that differs from an
+   * existing log of the same VM only in case (an auditor could not tell them
+   * apart). Returns the log and its new session number.
+   */
+  openSession(
+    vm: string,
+    name: string,
+    now: () => number,
+    details: Record<string, CanonicalValue>,
+  ): { log: LogRow; session: number; block: FinishedBlock } {
+    const builder = new BlockBuilder(4096);
+    let session = 0;
+    const run = this.db.transaction(() => {
+      let log = this.findLog(vm, name);
+      if (log === undefined) {
+        const clash = this.db
+          .prepare('SELECT name FROM logs WHERE vm = ? AND name = ? COLLATE NOCASE')
+          .get(vm, name) as { name: string } | undefined;
+        if (clash !== undefined) {
+          throw new AppendlogError(
+            'NAME_CONFLICT',
+            `log name ${name} differs from the existing log ${vm}/${clash.name} only in case; use the existing name or another one`,
+          );
+        }
+        const created = now();
+        const genesis = genesisHash({ vm, name, created });
+        const id = Number(
+          this.db.prepare('INSERT INTO logs (vm, name, created, genesis) VALUES (?, ?, ?, ?)').run(vm, name, created, genesis)
+            .lastInsertRowid,
+        );
+        this.db
+          .prepare('INSERT INTO heads (log_id, entries, lines, bytes, sessions, head, last_time, sealed) VALUES (?, 0, 0, 0, 0, ?, NULL, 0)')
+          .run(id, genesis);
+        log = { id, vm, name, created, genesis };
+      }
+      const head = this.getHead(log.id);
+      if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${vm}/${name} is sealed; nothing more can be appended`);
+      session = head.sessions + 1;
+      builder.add(now(), session, Kind.SESSION_OPEN, 0, canonicalBytes({ ...details, session, vm }));
+      const block = this.insertBlock(log, head, builder, 1);
+      return { log, block };
+    });
+    try {
+      const { log, block } = run.immediate();
+      return { log, session, block };
+    } catch (e) {
+      throw storeError(`cannot open a session on ${vm}/${name}`, e);
+    }
+  }
+
+  /**
+   * Appends the builder's entries to the log in one write transaction and
+   * returns the committed block. Refuses (LOG_SEALED) when the log was sealed
+   * meanwhile; nothing of the batch is stored then.
+   */
+  append(log: LogRow, builder: BlockBuilder): FinishedBlock {
+    const run = this.db.transaction(() => {
+      const head = this.getHead(log.id);
+      if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${log.vm}/${log.name} was sealed; the rest of this session is refused`);
+      return this.insertBlock(log, head, builder, 0);
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw storeError(`cannot append to ${log.vm}/${log.name}`, e);
+    }
+  }
+
+  /** Inside a transaction: numbers, chains and inserts the batch; moves the head. */
+  insertBlock(log: LogRow, head: HeadRow, builder: BlockBuilder, newSessions: number, sealed = 0): FinishedBlock {
+    this.hasher.reset(head.head);
+    const block = builder.finish(head.entries + 1, this.hasher);
+    this.db
+      .prepare('INSERT INTO blocks (log_id, first_seq, count, first_time, last_time, data, hashes) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(log.id, block.firstSeq, block.count, block.firstTime, block.lastTime, block.data, block.hashes);
+    this.db
+      .prepare(
+        'UPDATE heads SET entries = ?, lines = ?, bytes = ?, sessions = ?, head = ?, last_time = ?, sealed = ? WHERE log_id = ?',
+      )
+      .run(
+        head.entries + block.count,
+        head.lines + block.lines,
+        head.bytes + block.lineBytes,
+        head.sessions + newSessions,
+        block.head,
+        block.lastTime,
+        sealed,
+        log.id,
+      );
+    return block;
+  }
+
+  listLogs(): LogSummary[] {
+    const rows = this.db
+      .prepare(
+        `SELECT l.vm, l.name, l.created, h.entries, h.lines, h.bytes, h.sessions, h.head, h.last_time, h.sealed,
+                (SELECT first_time FROM blocks b WHERE b.log_id = l.id ORDER BY first_seq LIMIT 1) AS first_time
+           FROM logs l JOIN heads h ON h.log_id = l.id
+          ORDER BY l.vm, l.name`,
+      )
+      .all() as Array<HeadRow & { vm: string; name: string; created: number; first_time: number | null }>;
+    return rows.map((r) => ({
+      vm: r.vm,
+      name: r.name,
+      state: r.sealed ? 'sealed' : 'open',
+      entries: r.entries,
+      lines: r.lines,
+      bytes: r.bytes,
+      sessions: r.sessions,
+      created: r.created,
+      firstTime: r.first_time,
+      lastTime: r.last_time,
+      head: r.head.toString('hex'),
+    }));
+  }
+
+  /** Blocks of a log in seq order, starting with the one holding `fromSeq`. */
+  *blocks(logId: number, fromSeq = 1): Generator<BlockRow> {
+    const start = this.db
+      .prepare('SELECT first_seq FROM blocks WHERE log_id = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1')
+      .get(logId, fromSeq) as { first_seq: number } | undefined;
+    const stmt = this.db.prepare(
+      'SELECT id, first_seq, count, first_time, last_time, data, hashes FROM blocks WHERE log_id = ? AND first_seq >= ? ORDER BY first_seq',
+    );
+    yield* stmt.iterate(logId, start?.first_seq ?? 1) as Iterable<BlockRow>;
+  }
+
+  getSeal(logId: number): SealRow | undefined {
+    return this.db.prepare('SELECT * FROM seals WHERE log_id = ?').get(logId) as SealRow | undefined;
+  }
+
+  latestSeal(): SealRow | undefined {
+    return this.db.prepare('SELECT * FROM seals ORDER BY seal_index DESC LIMIT 1').get() as SealRow | undefined;
+  }
+
+  /** All seals in store order: the chain of seals. */
+  *seals(): Generator<SealRow> {
+    yield* this.db.prepare('SELECT * FROM seals ORDER BY seal_index').iterate() as Iterable<SealRow>;
+  }
+
+  signatures(sealIndex: number): string[] {
+    return (
+      this.db.prepare('SELECT armored FROM signatures WHERE seal_index = ? ORDER BY n').all(sealIndex) as Array<{ armored: string }>
+    ).map((r) => r.armored);
+  }
+}

@@ -1,0 +1,57 @@
+import { AppendlogError } from './errors.js';
+
+/**
+ * Canonical JSON (docs/FORMAT.md section 5): the subset of RFC 8785 (JCS) that
+ * appendlog needs. Values are objects, arrays, strings, safe integers,
+ * booleans and null; object keys sorted by UTF-16 code units; no whitespace;
+ * strings escaped as ECMAScript JSON.stringify does. No floats, so there is
+ * exactly one encoding of every value.
+ */
+export type CanonicalValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly CanonicalValue[]
+  | { readonly [key: string]: CanonicalValue | undefined };
+
+export function canonicalJson(value: CanonicalValue): string {
+  if (value === null || typeof value === 'boolean') return JSON.stringify(value);
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new AppendlogError('INTERNAL', `canonical JSON has no encoding for ${value}`);
+    return String(value);
+  }
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v as CanonicalValue)).join(',')}]`;
+  const obj = value as { readonly [key: string]: CanonicalValue | undefined };
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k] as CanonicalValue)}`).join(',')}}`;
+}
+
+export function canonicalBytes(value: CanonicalValue): Buffer {
+  return Buffer.from(canonicalJson(value), 'utf8');
+}
+
+/**
+ * Parses attacker-controlled JSON text into a plain object, or throws the
+ * given coded error. Never lets a SyntaxError escape.
+ */
+export function parseJsonObject(
+  text: string,
+  code: 'MALFORMED_BUNDLE' | 'MANIFEST_INVALID' | 'BAD_ENTRY',
+  what: string,
+  seq?: number,
+): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new AppendlogError(code, `${what} is not valid JSON: ${(e as Error).message}`, { seq });
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new AppendlogError(code, `${what} is not a JSON object`, { seq });
+  }
+  return v as Record<string, unknown>;
+}

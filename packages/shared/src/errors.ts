@@ -1,0 +1,62 @@
+/**
+ * Coded errors. Every failure a user or auditor can meet has a stable string
+ * `code` and a documented process exit code (README "Exit codes"). Callers
+ * match on `code`, never on message text.
+ */
+export const EXIT_CODES = {
+  INTERNAL: 1,
+  USAGE: 2,
+  NAME_INVALID: 3,
+  VM_INVALID: 3,
+  LOG_NOT_FOUND: 4,
+  LOG_SEALED: 5,
+  NAME_CONFLICT: 6,
+  STORE_ERROR: 7,
+  INPUT_ERROR: 8,
+  TERMINATED: 9,
+  CHAIN_HASH_MISMATCH: 10,
+  SEQ_OUT_OF_ORDER: 11,
+  CHAIN_TRUNCATED: 12,
+  HEAD_MISMATCH: 13,
+  ENTRY_AFTER_SEAL: 14,
+  BAD_ENTRY: 15,
+  STORE_INCONSISTENT: 16,
+  MALFORMED_BUNDLE: 20,
+  MANIFEST_INVALID: 21,
+  MANIFEST_MISMATCH: 22,
+  SIGNATURE_MISSING: 30,
+  SIGNATURE_INVALID: 31,
+  SIGNATURE_UNTRUSTED: 32,
+  THRESHOLD_NOT_MET: 33,
+  SEAL_CHAIN_BROKEN: 34,
+  KEY_INVALID: 35,
+  SIGNER_FAILED: 40,
+  SIGNER_REFUSED: 41,
+  NOT_SEALED: 42,
+  LOG_EMPTY: 43,
+  LOG_BUSY: 44,
+  BUNDLE_EXISTS: 45,
+} as const;
+
+export type ErrorCode = keyof typeof EXIT_CODES;
+
+export class AppendlogError extends Error {
+  readonly code: ErrorCode;
+  /** The entry the failure is about, when there is one. */
+  readonly seq: number | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: { seq?: number; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'AppendlogError';
+    this.code = code;
+    this.seq = opts.seq;
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.code];
+  }
+}
+
+export function isAppendlogError(e: unknown): e is AppendlogError {
+  return e instanceof AppendlogError;
+}

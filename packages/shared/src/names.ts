@@ -1,0 +1,58 @@
+import { AppendlogError } from './errors.js';
+
+/**
+ * Log names come from the qrexec service argument, which the (untrusted)
+ * calling VM chooses. qrexec itself only passes [A-Za-z0-9_.-] (others become
+ * `_`) but may pass an empty argument, `-h`, `.` or `..`; a direct call of the
+ * service passes anything. Rule: 1-64 characters of [A-Za-z0-9_.-], the first
+ * one alphanumeric. So a name can never look like an option or a path.
+ */
+export const LOG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/**
+ * Qubes VM names (qubes-core-admin validate_name): a letter first, then
+ * letters, digits, `_` or `-`, at most 31 characters. The source VM comes from
+ * QREXEC_REMOTE_DOMAIN, set by dom0; we still check its shape before storing.
+ */
+export const VM_NAME_RE = /^[A-Za-z][A-Za-z0-9_-]{0,30}$/;
+
+/** Quote an untrusted value for an error message: printable, bounded. */
+export function quoteUntrusted(value: string, max = 80): string {
+  const shown = JSON.stringify(value.length > max ? value.slice(0, max) : value);
+  return value.length > max ? `${shown}... (${value.length} characters)` : shown;
+}
+
+export function checkLogName(name: string | undefined): string {
+  if (name === undefined || name === '') {
+    throw new AppendlogError(
+      'NAME_INVALID',
+      'log name is empty: call the service as qubes.AppendLog+NAME (NAME: 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)',
+    );
+  }
+  if (!LOG_NAME_RE.test(name)) {
+    throw new AppendlogError(
+      'NAME_INVALID',
+      `log name ${quoteUntrusted(name)} refused: a name is 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+export function checkVmName(vm: string | undefined): string {
+  if (vm === undefined || vm === '') {
+    throw new AppendlogError('VM_INVALID', 'source VM unknown: QREXEC_REMOTE_DOMAIN is not set (is this running under qrexec?)');
+  }
+  if (!VM_NAME_RE.test(vm)) {
+    throw new AppendlogError('VM_INVALID', `source VM name ${quoteUntrusted(vm)} is not a valid Qubes VM name`);
+  }
+  return vm;
+}
+
+/** Parse `VM/NAME` as typed by an admin or auditor. */
+export function parseLogRef(ref: string): { vm: string; name: string } {
+  const slash = ref.indexOf('/');
+  if (slash < 0) {
+    throw new AppendlogError('USAGE', `expected VM/NAME, got ${quoteUntrusted(ref)}`);
+  }
+  return { vm: checkVmName(ref.slice(0, slash)), name: checkLogName(ref.slice(slash + 1)) };
+}

@@ -1,0 +1,189 @@
+import { AppendlogError } from './errors.js';
+import { ENTRY_HEADER_SIZE, Flag, HASH_SIZE, KIND_NAMES, Kind, isLineKind } from './constants.js';
+import { decodeHeader, type LogIdentity } from './encoding.js';
+import { ChainHasher, genesisHash } from './chain.js';
+
+/**
+ * Streaming chain verifier (docs/FORMAT.md section 6). Feed it every entry's
+ * canonical encoding in order with `push`, then call `end`; it keeps O(1)
+ * state, so the same code checks a SQLite store and an exported bundle of
+ * any size. The first violation throws a coded AppendlogError naming the seq.
+ */
+export interface ChainFacts {
+  identity: LogIdentity;
+  genesis: string;
+  entries: number;
+  head: string;
+  lines: number;
+  bytes: number;
+  sessions: number;
+  /** Close reasons seen, with counts (e.g. { eof: 2, error: 1 }). */
+  closes: Record<string, number>;
+  firstTime: number | null;
+  lastTime: number | null;
+  /** The SEAL entry, when the chain ends with one. */
+  seal: { seq: number; time: number; payload: Buffer } | null;
+}
+
+export interface ChainExpectation {
+  entries?: number;
+  head?: Uint8Array;
+  /** What to call the source of the expectation in messages. */
+  source?: string;
+}
+
+const MAX_EVENT_PAYLOAD = 64 * 1024;
+
+export class ChainVerifier {
+  private readonly hasher: ChainHasher;
+  private readonly identity: LogIdentity;
+  private readonly genesis: Buffer;
+  private next = 1;
+  private sessions = 0;
+  private lines = 0;
+  private bytes = 0;
+  private firstTime: number | null = null;
+  private lastTime: number | null = null;
+  private closes: Record<string, number> = {};
+  private seal: ChainFacts['seal'] = null;
+
+  constructor(identity: LogIdentity) {
+    this.identity = identity;
+    this.genesis = genesisHash(identity);
+    this.hasher = new ChainHasher(this.genesis);
+  }
+
+  /** Entries accepted so far. */
+  get entries(): number {
+    return this.next - 1;
+  }
+
+  /**
+   * Checks one entry. `storedHash`, when the source keeps per-entry hashes
+   * (store rows, bundle lines), must equal the recomputed hash: this is what
+   * names the exact seq of a changed entry.
+   */
+  push(encoded: Uint8Array, storedHash?: Uint8Array): void {
+    const expected = this.next;
+    let h;
+    try {
+      h = decodeHeader(encoded, 0);
+    } catch (e) {
+      throw new AppendlogError('BAD_ENTRY', `entry after seq ${expected - 1}: ${(e as Error).message}`, { seq: expected });
+    }
+    if (h === undefined || encoded.length !== ENTRY_HEADER_SIZE + h.length) {
+      throw new AppendlogError('BAD_ENTRY', `seq ${expected}: entry encoding has the wrong length`, { seq: expected });
+    }
+    if (this.seal !== null) {
+      throw new AppendlogError('ENTRY_AFTER_SEAL', `seq ${h.seq} follows the seal at seq ${this.seal.seq}`, { seq: h.seq });
+    }
+    if (h.seq !== expected) {
+      throw new AppendlogError(
+        'SEQ_OUT_OF_ORDER',
+        `expected seq ${expected}, found seq ${h.seq} (entries missing, reordered or duplicated)`,
+        { seq: expected },
+      );
+    }
+    const kindName = KIND_NAMES[h.kind];
+    if (kindName === undefined) {
+      throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: unknown kind 0x${h.kind.toString(16)}`, { seq: h.seq });
+    }
+    if (isLineKind(h.kind)) {
+      if (h.flags !== 0 && h.flags !== Flag.CONT && h.flags !== Flag.NOEOL) {
+        throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: invalid flags 0x${h.flags.toString(16)}`, { seq: h.seq });
+      }
+      this.lines++;
+      this.bytes += h.length;
+    } else {
+      if (h.flags !== 0) throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: ${kindName} entry with flags`, { seq: h.seq });
+      if (h.length > MAX_EVENT_PAYLOAD) throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: ${kindName} payload too large`, { seq: h.seq });
+    }
+    if (h.kind === Kind.SESSION_OPEN) {
+      if (h.session !== this.sessions + 1) {
+        throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: session ${h.session} opened, expected session ${this.sessions + 1}`, { seq: h.seq });
+      }
+      this.sessions++;
+    } else if (h.kind === Kind.SEAL) {
+      if (h.session !== 0) throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: seal entry inside a session`, { seq: h.seq });
+    } else if (h.session < 1 || h.session > this.sessions) {
+      throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: entry of session ${h.session}, which was never opened`, { seq: h.seq });
+    }
+    if (h.kind === Kind.SESSION_CLOSE) {
+      const reason = closeReason(encoded.subarray(ENTRY_HEADER_SIZE), h.seq);
+      this.closes[reason] = (this.closes[reason] ?? 0) + 1;
+    }
+    const hash = this.hasher.push(encoded);
+    if (storedHash !== undefined && (storedHash.length !== HASH_SIZE || !hash.equals(storedHash))) {
+      throw new AppendlogError(
+        'CHAIN_HASH_MISMATCH',
+        `seq ${h.seq}: entry hash does not match its content and predecessor (entry changed)`,
+        { seq: h.seq },
+      );
+    }
+    if (this.firstTime === null) this.firstTime = h.time;
+    this.lastTime = h.time;
+    if (h.kind === Kind.SEAL) {
+      this.seal = { seq: h.seq, time: h.time, payload: Buffer.from(encoded.subarray(ENTRY_HEADER_SIZE)) };
+    }
+    this.next++;
+  }
+
+  /** Ends the stream; checks it against what the store or manifest recorded. */
+  end(expect: ChainExpectation = {}): ChainFacts {
+    const entries = this.next - 1;
+    const head = this.hasher.head();
+    const source = expect.source ?? 'the record';
+    if (expect.entries !== undefined) {
+      if (entries < expect.entries) {
+        throw new AppendlogError(
+          'CHAIN_TRUNCATED',
+          `chain ends at seq ${entries} but ${source} says ${expect.entries} entries (tail missing from seq ${entries + 1})`,
+          { seq: entries + 1 },
+        );
+      }
+      if (entries > expect.entries) {
+        throw new AppendlogError(
+          'HEAD_MISMATCH',
+          `chain has ${entries} entries but ${source} says ${expect.entries} (entries added from seq ${expect.entries + 1})`,
+          { seq: expect.entries + 1 },
+        );
+      }
+    }
+    if (expect.head !== undefined && !head.equals(expect.head)) {
+      throw new AppendlogError(
+        'HEAD_MISMATCH',
+        `head hash ${head.toString('hex')} differs from ${source} ${Buffer.from(expect.head).toString('hex')} (chain rewritten)`,
+        { seq: entries },
+      );
+    }
+    return {
+      identity: this.identity,
+      genesis: this.genesis.toString('hex'),
+      entries,
+      head: head.toString('hex'),
+      lines: this.lines,
+      bytes: this.bytes,
+      sessions: this.sessions,
+      closes: { ...this.closes },
+      firstTime: this.firstTime,
+      lastTime: this.lastTime,
+      seal: this.seal,
+    };
+  }
+}
+
+/** Why a session ended; the log VM writes one of these, nothing else. */
+export const CLOSE_REASONS = ['eof', 'error', 'signal', 'refused', 'quota', 'sealed', 'lost'] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
+
+function closeReason(payload: Uint8Array, seq: number): CloseReason {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(payload).toString('utf8'));
+  } catch {
+    v = undefined;
+  }
+  const r = v !== null && typeof v === 'object' ? (v as { reason?: unknown }).reason : undefined;
+  if (typeof r === 'string' && (CLOSE_REASONS as readonly string[]).includes(r)) return r as CloseReason;
+  throw new AppendlogError('BAD_ENTRY', `seq ${seq}: session-close entry without a known reason`, { seq });
+}
