@@ -9,7 +9,7 @@
  * a change of the format in src shows up as a failing test.
  */
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -214,7 +214,7 @@ export function blobLiteral(b: Buffer): string {
 export async function helloBuildOutput(): Promise<Buffer> {
   const dir = mkdtempSync(join(tmpdir(), 'appendlog-hello-'));
   cpSync(join(ROOT, 'examples/hello'), dir, { recursive: true });
-  const r = await run('sh', ['-c', 'make 2>&1'], { cwd: dir });
+  const r = await run('sh', ['-c', 'make 2>&1'], { cwd: dir }).finally(() => rmSync(dir, { recursive: true, force: true }));
   expect(r.code, `make failed: ${r.stdout.toString()}${r.stderr}`).toBe(0);
   expect(r.stderr).toBe('');
   return r.stdout;
@@ -223,21 +223,33 @@ export async function helloBuildOutput(): Promise<Buffer> {
 /**
  * A stream that hands `data` to the child in pieces of `pieceSize` bytes,
  * `delayMs` apart, so the service sees many separate reads (as with a build
- * that prints slowly) instead of one big one.
+ * that prints slowly) instead of one big one. With `start`, nothing is sent
+ * before that promise resolves.
  */
-export function trickle(data: Buffer, pieceSize: number, delayMs: number): Readable {
+export function trickle(data: Buffer, pieceSize: number, delayMs: number, start: Promise<void> = Promise.resolve()): Readable {
   let off = 0;
   return new Readable({
     read() {
-      if (off >= data.length) {
-        this.push(null);
-        return;
-      }
-      const piece = data.subarray(off, off + pieceSize);
-      off += pieceSize;
-      setTimeout(() => this.push(piece), delayMs);
+      void start.then(() => {
+        if (off >= data.length) {
+          this.push(null);
+          return;
+        }
+        const piece = data.subarray(off, off + pieceSize);
+        off += pieceSize;
+        setTimeout(() => this.push(piece), delayMs);
+      });
     },
   });
+}
+
+/** Polls `check` every `everyMs` until it returns true, or fails after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000, everyMs = 50): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }
 
 /** Lines `${tag} NNNNNN ...` numbered 0..n-1, each ending in \n. */

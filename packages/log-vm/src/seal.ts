@@ -1,7 +1,6 @@
 import {
   AppendlogError,
   BlockBuilder,
-  ChainHasher,
   Kind,
   MANIFEST_FORMAT,
   manifestBytes,
@@ -61,8 +60,7 @@ export async function sealLog(store: Store, vm: string, name: string, signer: Si
     const sealed = Math.max(now(), snap.facts.lastTime ?? 0);
     const builder = new BlockBuilder(256);
     builder.add(sealed, 0, Kind.SEAL, 0, sealEntryPayload({ prevSeal, sealIndex, sealed }));
-    const hasher = new ChainHasher(snap.head.head);
-    const block = builder.finish(snap.head.entries + 1, hasher);
+    const block = builder.finish(snap.head.entries + 1, snap.head.head);
     const manifest = buildManifest(log, snap.facts, {
       sealed,
       entries: snap.head.entries + 1,

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { AppendlogError, signDetached, signatureIssuers } from '@appendlog/shared';
+import { AppendlogError } from '@appendlog/shared';
+import { signDetached, signatureIssuers } from '@appendlog/shared/signatures';
 
 /**
  * Signers make a detached, ASCII-armored OpenPGP signature over the seal

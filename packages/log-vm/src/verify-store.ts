@@ -1,17 +1,6 @@
-import {
-  AppendlogError,
-  ChainVerifier,
-  checkManifestAgainstChain,
-  checkSignatures,
-  parseManifest,
-  sealHash,
-  type ChainFacts,
-  type SealManifest,
-  type SignatureReport,
-  type TrustedKey,
-} from '@appendlog/shared';
-import { storedEntries } from './entries.js';
-import type { LogRow, Store } from './store.js';
+import { AppendlogError, ChainVerifier, HASH_SIZE, checkManifestAgainstChain, parseManifest, sealHash, type ChainFacts, type SealManifest } from '@appendlog/shared';
+import { checkSignatures, type SignatureReport, type TrustedKey } from '@appendlog/shared/signatures';
+import type { BlockRow, LogRow, Store } from './store.js';
 
 export type Progress = (done: number, total: number) => void;
 
@@ -23,12 +12,26 @@ export type Progress = (done: number, total: number) => void;
 export function verifyStoredChain(store: Store, log: LogRow, progress?: Progress): ChainFacts {
   const head = store.getHead(log.id);
   const verifier = new ChainVerifier({ vm: log.vm, name: log.name, created: log.created });
-  let n = 0;
-  for (const e of storedEntries(store, log.id)) {
-    verifier.push(e.encoded, e.hash);
-    if (progress !== undefined && (++n & 0xffff) === 0) progress(n, head.entries);
-  }
+  for (const block of store.blocks(log.id)) pushStoredBlock(verifier, block, progress, head.entries);
+  progress?.(verifier.entries, head.entries);
   return verifier.end({ entries: head.entries, head: head.head, source: 'the store head' });
+}
+
+/** One store row into the verifier: its entries, checked against the hashes stored beside them. */
+export function pushStoredBlock(verifier: ChainVerifier, block: BlockRow, progress?: Progress, total = 0): void {
+  if (block.hashes.length !== block.count * HASH_SIZE) {
+    throw new AppendlogError('STORE_INCONSISTENT', `block at seq ${block.first_seq}: ${block.hashes.length / HASH_SIZE} hashes for ${block.count} entries`, {
+      seq: block.first_seq,
+    });
+  }
+  const before = verifier.entries;
+  const n = verifier.pushBlock(block.data, block.hashes);
+  if (n !== block.count || before + 1 !== block.first_seq) {
+    throw new AppendlogError('STORE_INCONSISTENT', `block row at seq ${block.first_seq} says ${block.count} entries from seq ${block.first_seq}; it holds ${n} from seq ${before + 1}`, {
+      seq: before + 1,
+    });
+  }
+  progress?.(verifier.entries, total);
 }
 
 /**

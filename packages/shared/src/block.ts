@@ -1,6 +1,6 @@
 import { ENTRY_HEADER_SIZE, HASH_SIZE, MAX_PAYLOAD, isLineKind } from './constants.js';
 import { writeHeader, writeU64 } from './encoding.js';
-import type { ChainHasher } from './chain.js';
+import { chainEntries } from './chain.js';
 
 /**
  * Collects entries for one committed batch as their canonical encodings laid
@@ -53,7 +53,7 @@ export class BlockBuilder {
       this.buf.copy(bigger, 0, 0, this.used);
       this.buf = bigger;
     }
-    if (this.n === this.offsets.length) {
+    if (this.n + 1 >= this.offsets.length) {
       const bigger = new Uint32Array(this.offsets.length * 2);
       bigger.set(this.offsets);
       this.offsets = bigger;
@@ -71,25 +71,28 @@ export class BlockBuilder {
   }
 
   /**
-   * Numbers the entries from `firstSeq` and chains them onto `hasher`'s head.
-   * The returned buffers are views into the builder: use them before `reset`.
+   * Numbers the entries from `firstSeq` and chains them onto `head` (not
+   * modified). The returned data is a view into the builder: use it before
+   * `reset`.
    */
-  finish(firstSeq: number, hasher: ChainHasher): FinishedBlock {
-    const hashes = Buffer.allocUnsafe(this.n * HASH_SIZE);
-    let h: Buffer = hasher.head();
-    for (let i = 0; i < this.n; i++) {
-      const start = this.offsets[i]!;
-      const end = i + 1 < this.n ? this.offsets[i + 1]! : this.used;
-      writeU64(this.buf, start, firstSeq + i);
-      h = hasher.push(this.buf.subarray(start, end));
-      h.copy(hashes, i * HASH_SIZE);
+  finish(firstSeq: number, head: Uint8Array): FinishedBlock {
+    const n = this.n;
+    if (this.offsets.length < n + 1) {
+      const bigger = new Uint32Array(n + 1);
+      bigger.set(this.offsets.subarray(0, n));
+      this.offsets = bigger;
     }
+    this.offsets[n] = this.used;
+    for (let i = 0; i < n; i++) writeU64(this.buf, this.offsets[i]!, firstSeq + i);
+    const hashes = Buffer.allocUnsafe(n * HASH_SIZE);
+    const h = Buffer.from(head);
+    chainEntries(h, this.buf, this.offsets, n, hashes, false);
     return {
       data: this.buf.subarray(0, this.used),
       hashes,
-      count: this.n,
+      count: n,
       firstSeq,
-      head: Buffer.from(h),
+      head: h,
       lineBytes: this.lineBytes,
       lines: this.lines,
       firstTime: this.firstTime,

@@ -10,4 +10,5 @@ export * from './canonical-json.js';
 export * from './render.js';
 export * from './manifest.js';
 export * from './bundle.js';
-export * from './signatures.js';
+// OpenPGP (openpgp.js) is a separate entry point, @appendlog/shared/signatures,
+// so the ingest path never loads it.

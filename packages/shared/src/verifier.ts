@@ -1,7 +1,7 @@
 import { AppendlogError } from './errors.js';
 import { ENTRY_HEADER_SIZE, Flag, HASH_SIZE, KIND_NAMES, Kind, isLineKind } from './constants.js';
-import { decodeHeader, type LogIdentity } from './encoding.js';
-import { ChainHasher, genesisHash } from './chain.js';
+import { decodeHeader, type DecodedHeader, type LogIdentity } from './encoding.js';
+import { chainEntries, genesisHash } from './chain.js';
 
 /**
  * Streaming chain verifier (docs/FORMAT.md section 6). Feed it every entry's
@@ -35,10 +35,14 @@ export interface ChainExpectation {
 const MAX_EVENT_PAYLOAD = 64 * 1024;
 
 export class ChainVerifier {
-  private readonly hasher: ChainHasher;
+  private readonly head: Buffer;
   private readonly identity: LogIdentity;
+  private offsets = new Uint32Array(4097);
+  private scratch = Buffer.allocUnsafe(4096 * HASH_SIZE);
   private readonly genesis: Buffer;
   private next = 1;
+  /** Entries checked but not hashed yet. */
+  private pending = 0;
   private sessions = 0;
   private lines = 0;
   private bytes = 0;
@@ -50,7 +54,7 @@ export class ChainVerifier {
   constructor(identity: LogIdentity) {
     this.identity = identity;
     this.genesis = genesisHash(identity);
-    this.hasher = new ChainHasher(this.genesis);
+    this.head = Buffer.from(this.genesis);
   }
 
   /** Entries accepted so far. */
@@ -64,14 +68,88 @@ export class ChainVerifier {
    * names the exact seq of a changed entry.
    */
   push(encoded: Uint8Array, storedHash?: Uint8Array): void {
-    const expected = this.next;
-    let h;
-    try {
-      h = decodeHeader(encoded, 0);
-    } catch (e) {
-      throw new AppendlogError('BAD_ENTRY', `entry after seq ${expected - 1}: ${(e as Error).message}`, { seq: expected });
+    this.check(encoded, 0, encoded.length);
+    this.offsets[0] = 0;
+    this.offsets[1] = encoded.length;
+    this.chain(encoded, 1, storedHash);
+  }
+
+  /**
+   * Checks a run of entries laid end to end in `data` (a store block), with
+   * their stored hashes concatenated in `storedHashes` if the source has
+   * them. Same rules and errors as `push` for each entry in turn, but the
+   * chain is hashed in one batch.
+   */
+  pushBlock(data: Uint8Array, storedHashes?: Uint8Array): number {
+    let off = 0;
+    let n = 0;
+    let failure: unknown;
+    while (off < data.length) {
+      if (n + 1 >= this.offsets.length) this.grow();
+      let h: DecodedHeader | undefined;
+      try {
+        h = decodeHeader(data, off);
+        const end = h === undefined ? -1 : off + ENTRY_HEADER_SIZE + h.length;
+        if (h === undefined || end > data.length) {
+          throw new AppendlogError('BAD_ENTRY', `seq ${this.next}: entry encoding is truncated`, { seq: this.next });
+        }
+        this.check(data, off, end, h);
+        this.offsets[n] = off;
+        this.offsets[n + 1] = end;
+        n++;
+        off = end;
+      } catch (e) {
+        failure = e;
+        break;
+      }
     }
-    if (h === undefined || encoded.length !== ENTRY_HEADER_SIZE + h.length) {
+    if (storedHashes !== undefined && storedHashes.length < n * HASH_SIZE) {
+      failure ??= new AppendlogError('BAD_ENTRY', 'fewer stored hashes than entries', { seq: this.next });
+    }
+    // Earlier entries first: a changed entry before a malformed one is the first failure.
+    if (n > 0) this.chain(data, n, storedHashes);
+    if (failure !== undefined) throw failure instanceof AppendlogError ? failure : new AppendlogError('BAD_ENTRY', String(failure), { seq: this.next });
+    return n;
+  }
+
+  private grow(): void {
+    const bigger = new Uint32Array(this.offsets.length * 2);
+    bigger.set(this.offsets);
+    this.offsets = bigger;
+    this.scratch = Buffer.allocUnsafe((bigger.length - 1) * HASH_SIZE);
+  }
+
+  /** Hashes the `n` checked entries at this.offsets onto the head. */
+  private chain(data: Uint8Array, n: number, stored: Uint8Array | undefined): void {
+    const first = this.next - this.pending;
+    this.pending = 0;
+    if (stored !== undefined) {
+      const bad = chainEntries(this.head, data, this.offsets, n, stored.subarray(0, n * HASH_SIZE), true);
+      if (bad >= 0) {
+        throw new AppendlogError(
+          'CHAIN_HASH_MISMATCH',
+          `seq ${first + bad}: entry hash does not match its content and predecessor (entry changed)`,
+          { seq: first + bad },
+        );
+      }
+    } else {
+      if (this.scratch.length < n * HASH_SIZE) this.scratch = Buffer.allocUnsafe(n * HASH_SIZE);
+      chainEntries(this.head, data, this.offsets, n, this.scratch, false);
+    }
+  }
+
+  /** Structural rules for the entry at data[start, end); counts it as pending hashing. */
+  private check(data: Uint8Array, start: number, end: number, decoded?: DecodedHeader): void {
+    const expected = this.next;
+    let h = decoded;
+    if (h === undefined) {
+      try {
+        h = decodeHeader(data, start);
+      } catch (e) {
+        throw new AppendlogError('BAD_ENTRY', `entry after seq ${expected - 1}: ${(e as Error).message}`, { seq: expected });
+      }
+    }
+    if (h === undefined || end - start !== ENTRY_HEADER_SIZE + h.length) {
       throw new AppendlogError('BAD_ENTRY', `seq ${expected}: entry encoding has the wrong length`, { seq: expected });
     }
     if (this.seal !== null) {
@@ -109,29 +187,22 @@ export class ChainVerifier {
       throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: entry of session ${h.session}, which was never opened`, { seq: h.seq });
     }
     if (h.kind === Kind.SESSION_CLOSE) {
-      const reason = closeReason(encoded.subarray(ENTRY_HEADER_SIZE), h.seq);
+      const reason = closeReason(data.subarray(start + ENTRY_HEADER_SIZE, end), h.seq);
       this.closes[reason] = (this.closes[reason] ?? 0) + 1;
-    }
-    const hash = this.hasher.push(encoded);
-    if (storedHash !== undefined && (storedHash.length !== HASH_SIZE || !hash.equals(storedHash))) {
-      throw new AppendlogError(
-        'CHAIN_HASH_MISMATCH',
-        `seq ${h.seq}: entry hash does not match its content and predecessor (entry changed)`,
-        { seq: h.seq },
-      );
     }
     if (this.firstTime === null) this.firstTime = h.time;
     this.lastTime = h.time;
     if (h.kind === Kind.SEAL) {
-      this.seal = { seq: h.seq, time: h.time, payload: Buffer.from(encoded.subarray(ENTRY_HEADER_SIZE)) };
+      this.seal = { seq: h.seq, time: h.time, payload: Buffer.from(data.subarray(start + ENTRY_HEADER_SIZE, end)) };
     }
     this.next++;
+    this.pending++;
   }
 
   /** Ends the stream; checks it against what the store or manifest recorded. */
   end(expect: ChainExpectation = {}): ChainFacts {
     const entries = this.next - 1;
-    const head = this.hasher.head();
+    const head = this.head;
     const source = expect.source ?? 'the record';
     if (expect.entries !== undefined) {
       if (entries < expect.entries) {

@@ -1,11 +1,8 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { BUNDLE_FILES, checkSignatures, signatureIssuers } from '@appendlog/shared';
-import { readBundleManifest, readBundleSignatures, verifyBundleEntries } from '../bundle-io.js';
+import { BUNDLE_FILES } from '@appendlog/shared';
 import { reportError, writeAll } from '../output.js';
-import { parseSignerSpec } from '../signers.js';
-import { loadKeys } from './keys.js';
 
 interface CosignArgs {
   bundle: string;
@@ -13,11 +10,13 @@ interface CosignArgs {
   key?: string[];
 }
 
+
 /**
  * `logvm cosign`: M-of-N release signing. A further trusted person checks the
  * bundle's chain against its manifest (and, with --key, the signatures made
  * so far), then adds a signature over the same manifest bytes.
  */
+
 export const cosignCommand: CommandModule<object, CosignArgs> = {
   command: 'cosign <bundle>',
   describe: 'check a bundle, then add another signature over its manifest',
@@ -27,7 +26,12 @@ export const cosignCommand: CommandModule<object, CosignArgs> = {
       .option('signer', { type: 'string', demandOption: true, describe: 'split-gpg[:KEYID], gpg[:KEYID] or key-file:PATH' })
       .option('key', { type: 'string', array: true, describe: 'also check the existing signatures against these public keys' }) as never,
   handler: async (args) => {
+    // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     try {
+      const { checkSignatures, signatureIssuers } = await import('@appendlog/shared/signatures');
+      const { readBundleManifest, readBundleSignatures, verifyBundleEntries } = await import('../bundle-io.js');
+      const { parseSignerSpec } = await import('../signers.js');
+      const { loadKeys } = await import('./keys.js');
       const signer = parseSignerSpec(args.signer);
       const { manifest, bytes } = readBundleManifest(args.bundle);
       if (args.key && args.key.length > 0) {

@@ -1,6 +1,5 @@
 import type { CommandModule } from 'yargs';
 import { parseLogRef } from '@appendlog/shared';
-import { exportBundle } from '../bundle-io.js';
 import { reportError, writeAll } from '../output.js';
 import { openStore, withDb, type DbArgs } from './common.js';
 
@@ -17,7 +16,9 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
       .positional('log', { type: 'string', demandOption: true, describe: 'VM/NAME' })
       .option('out', { type: 'string', demandOption: true, describe: 'bundle directory to create' }) as never,
   handler: async (args) => {
+    // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     try {
+      const { exportBundle } = await import('../bundle-io.js');
       const { vm, name } = parseLogRef(args.log);
       const store = openStore(args);
       try {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { AppendlogError, MAX_ARMORED_BYTES, loadTrustedKeys, type TrustedKey } from '@appendlog/shared';
+import { AppendlogError } from '@appendlog/shared';
+import { MAX_ARMORED_BYTES, loadTrustedKeys, type TrustedKey } from '@appendlog/shared/signatures';
 
 /** Trust material first: read every --key file once, into plain data. */
 export async function loadKeys(paths: string[]): Promise<TrustedKey[]> {

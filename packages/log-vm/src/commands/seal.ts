@@ -1,8 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { parseLogRef, signatureIssuers } from '@appendlog/shared';
+import { parseLogRef } from '@appendlog/shared';
 import { reportError, writeAll } from '../output.js';
-import { sealLog } from '../seal.js';
-import { parseSignerSpec } from '../signers.js';
 import { openStore, withDb, type DbArgs } from './common.js';
 
 interface SealArgs extends DbArgs {
@@ -24,7 +22,11 @@ export const sealCommand: CommandModule<object, SealArgs> = {
       })
       .option('json', { type: 'boolean', describe: 'print the manifest as JSON' }) as never,
   handler: async (args) => {
+    // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     try {
+      const { signatureIssuers } = await import('@appendlog/shared/signatures');
+      const { sealLog } = await import('../seal.js');
+      const { parseSignerSpec } = await import('../signers.js');
       const { vm, name } = parseLogRef(args.log);
       const signer = parseSignerSpec(args.signer);
       const store = openStore(args);

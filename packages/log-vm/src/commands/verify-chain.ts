@@ -1,12 +1,10 @@
 import { existsSync, statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { AppendlogError, parseLogRef, type ChainFacts, type SealManifest, type SignatureReport } from '@appendlog/shared';
-import { verifyBundle } from '../bundle-io.js';
+import { AppendlogError, parseLogRef, type ChainFacts, type SealManifest } from '@appendlog/shared';
+import type { SignatureReport } from '@appendlog/shared/signatures';
 import { isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { makeProgress } from '../progress.js';
-import { verifyStoredLog } from '../verify-store.js';
 import { openStore, withDb, type DbArgs } from './common.js';
-import { loadKeys } from './keys.js';
 
 interface VerifyArgs extends DbArgs {
   target: string;
@@ -25,12 +23,14 @@ interface Outcome {
   seals?: number;
 }
 
+
 /**
  * `logvm verify-chain`: for an auditor with a bundle and public keys, or an
  * admin with the store. Says OK with the facts an auditor wants, or names the
  * first failure with its code and documented exit code. Never OK on partial
  * data: a bundle needs its signatures to verify too.
  */
+
 export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
   command: 'verify-chain <target>',
   describe: 'verify an exported bundle (directory) or a log in the store (VM/NAME)',
@@ -46,8 +46,12 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
         return true;
       }) as never,
   handler: async (args) => {
+    // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     const progress = makeProgress('verifying');
     try {
+      const { verifyBundle } = await import('../bundle-io.js');
+      const { verifyStoredLog } = await import('../verify-store.js');
+      const { loadKeys } = await import('./keys.js');
       const isBundle = args.db === undefined && existsSync(args.target) && statSync(args.target).isDirectory();
       const keys = args.key && args.key.length > 0 ? await loadKeys(args.key) : undefined;
       let outcome: Outcome;

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "chainhash",
+      "sources": ["chainhash.cc"],
+      "cflags_cc": ["-O2"]
+    }
+  ]
+}
