@@ -113,10 +113,17 @@ export function readBundleSignatures(dir: string): Array<{ file: string; armored
  * checks the end against the manifest. split2 reads the JSON Lines (they are
  * UTF-8 JSON by definition); a line longer than any valid record is refused.
  */
-export async function verifyBundleEntries(dir: string, manifest: SealManifest, progress?: Progress): Promise<ChainFacts> {
+export interface Checkpoint {
+  seq: number;
+  head: Buffer;
+  label: string;
+}
+
+export async function verifyBundleEntries(dir: string, manifest: SealManifest, progress?: Progress, checkpoints?: Checkpoint[]): Promise<ChainFacts> {
   const path = join(dir, BUNDLE_FILES.entries);
   if (!existsSync(path)) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is missing`);
   const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
+  if (checkpoints !== undefined) verifier.expectHeads(checkpoints);
   const lines = createReadStream(path).pipe(split2({ maxLength: MAX_RECORD_CHARS }));
   const batch = new RecordBatch();
   let n = 0;
@@ -157,12 +164,12 @@ export async function verifyBundle(
   dir: string,
   trusted: TrustedKey[],
   threshold: number,
-  opts: { progress?: Progress; previous?: string } = {},
+  opts: { progress?: Progress; previous?: string; checkpoints?: Checkpoint[] } = {},
 ): Promise<BundleVerification> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AppendlogError('MALFORMED_BUNDLE', `${dir} is not a bundle directory`);
   const { manifest, bytes } = readBundleManifest(dir);
   const signatures = await checkSignatures(bytes, readBundleSignatures(dir), trusted, threshold);
-  const facts = await verifyBundleEntries(dir, manifest, opts.progress);
+  const facts = await verifyBundleEntries(dir, manifest, opts.progress, opts.checkpoints);
   if (opts.previous !== undefined) checkSealLink(readBundleManifest(opts.previous).bytes, manifest);
   return { manifest, manifestBytes: bytes, facts, signatures };
 }

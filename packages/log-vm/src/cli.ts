@@ -25,7 +25,9 @@ await yargs(hideBin(process.argv))
   .version(false)
   .help()
   .fail((msg, err) => {
-    if (err) throw err;
+    // A message means a usage problem (including our .check()s); an error
+    // without one came from a handler and is reported there.
+    if (!msg && err) throw err;
     process.stderr.write(`logvm: USAGE: ${msg}\n(see logvm --help)\n`);
     process.exit(EXIT_CODES.USAGE);
   })

@@ -3,22 +3,32 @@ import {
   AppendlogError,
   BlockBuilder,
   DEFAULT_MAX_LINE,
+  FrameParser,
+  FrameType,
   Kind,
   LineScanner,
   canonicalBytes,
   isAppendlogError,
+  parseClaim,
+  type CanonicalValue,
   type CloseReason,
+  type FrameEvent,
 } from '@appendlog/shared';
 import type { LogRow, Store } from './store.js';
 
 /**
- * One `logvm append` session: reads the (attacker-controlled) input to EOF,
- * splits it byte-exactly into line entries and commits them in batches. A
- * batch is committed when it reaches `batchBytes`, and at the latest
- * `commitIntervalMs` after its first line arrived, so a received line is
- * durable within that interval (the loss window on a crash). Memory is bounded
- * by `batchBytes` + `maxLine` + one input chunk whatever the input: the loop
- * does not read more input while a commit runs (better-sqlite3 is synchronous).
+ * One `logvm append` session: reads the (attacker-controlled) input to EOF
+ * and commits it in batches. A batch is committed when it reaches
+ * `batchBytes`, and at the latest `commitIntervalMs` after its first entry
+ * arrived, so a received line is durable within that interval (the loss
+ * window on a crash). Memory is bounded by `batchBytes` + `maxLine` per
+ * stream + one input chunk whatever the input: the loop reads no more input
+ * while a commit runs (better-sqlite3 is synchronous).
+ *
+ * Raw mode splits stdin into LINE entries. Framed mode (logsend) parses
+ * frames: STDOUT/STDERR/DATA bytes are split into lines per stream; HELLO and
+ * CLAIM frames are stored as CLAIM entries, byte for byte; a frame that
+ * breaks the protocol is recorded as a NOTICE event and ends the session.
  */
 export interface AppendOptions {
   store: Store;
@@ -26,10 +36,16 @@ export interface AppendOptions {
   name: string;
   /** The service argument exactly as received, recorded in the open event. */
   argument: string;
+  framed?: boolean;
   input: Readable;
+  /** Receives receipts during (framed mode) and at the end of the session. */
+  onReceipt?: (r: Receipt) => void;
   maxLine?: number;
   commitIntervalMs?: number;
   batchBytes?: number;
+  /** Framed mode: send a receipt at least this often while data flows. */
+  receiptIntervalMs?: number;
+  receiptEntries?: number;
   now?: () => number;
   /** Aborting ends the session with a clean close event (SIGTERM). */
   signal?: AbortSignal;
@@ -39,12 +55,13 @@ export interface Receipt {
   type: 'receipt';
   log: string;
   session: number;
-  /** Entries in the whole log, including this session's close event. */
+  /** Entries in the whole log up to this point: the head is the hash of entry `entries`. */
   entries: number;
   head: string;
-  /** Lines and payload bytes this session stored. */
+  /** Lines and payload bytes this session stored so far. */
   lines: number;
   bytes: number;
+  final: boolean;
 }
 
 export interface SessionResult {
@@ -53,59 +70,132 @@ export interface SessionResult {
   error: AppendlogError | null;
 }
 
+const STREAM_KIND: Record<number, number> = {
+  [FrameType.DATA]: Kind.LINE,
+  [FrameType.STDOUT]: Kind.STDOUT,
+  [FrameType.STDERR]: Kind.STDERR,
+};
+
+class Session {
+  readonly builder: BlockBuilder;
+  lines = 0;
+  bytes = 0;
+  time: number;
+  head: { entries: number; hash: Buffer };
+  failure: AppendlogError | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private lastReceipt: { time: number; entries: number };
+  /** Lines/bytes in the batch not committed yet (not counted as stored). */
+  private pendingLines = 0;
+  private pendingBytes = 0;
+
+  constructor(
+    readonly opts: AppendOptions,
+    readonly log: LogRow,
+    readonly session: number,
+    first: { entries: number; hash: Buffer },
+    private readonly onFail: (e: unknown) => void,
+  ) {
+    const maxLine = opts.maxLine ?? DEFAULT_MAX_LINE;
+    this.builder = new BlockBuilder(Math.min(opts.batchBytes ?? 1 << 20, 1 << 20) + maxLine + 64);
+    this.time = this.now();
+    this.head = first;
+    this.lastReceipt = { time: this.time, entries: first.entries };
+  }
+
+  now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  line(kind: number, flags: number, payload: Buffer): void {
+    this.builder.add(this.time, this.session, kind, flags, payload);
+    this.pendingLines++;
+    this.pendingBytes += payload.length;
+  }
+
+  event(kind: number, payload: Uint8Array): void {
+    this.builder.add(this.now(), this.session, kind, 0, payload);
+  }
+
+  /** After input: commit when the batch is full, else make sure a timer will. */
+  afterInput(): void {
+    if (this.builder.byteLength >= (this.opts.batchBytes ?? 1 << 20)) this.flush();
+    else if (this.timer === undefined && this.builder.count > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        try {
+          this.flush();
+        } catch (e) {
+          this.onFail(e);
+        }
+      }, this.opts.commitIntervalMs ?? 50);
+    }
+  }
+
+  flush(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.builder.count === 0) return;
+    try {
+      const block = this.opts.store.append(this.log, this.builder);
+      this.head = { entries: block.firstSeq + block.count - 1, hash: block.head };
+      this.lines += this.pendingLines;
+      this.bytes += this.pendingBytes;
+    } finally {
+      this.pendingLines = 0;
+      this.pendingBytes = 0;
+      this.builder.reset();
+    }
+    if (this.opts.framed) this.maybeReceipt();
+  }
+
+  pendingCounts(): { lines: number; bytes: number } {
+    return { lines: this.pendingLines, bytes: this.pendingBytes };
+  }
+
+  /** Drops the batch that could not be stored (the close event says why). */
+  discard(): void {
+    this.builder.reset();
+    this.pendingLines = 0;
+    this.pendingBytes = 0;
+  }
+
+  receipt(final: boolean): Receipt {
+    return {
+      type: 'receipt',
+      log: `${this.log.vm}/${this.log.name}`,
+      session: this.session,
+      entries: this.head.entries,
+      head: this.head.hash.toString('hex'),
+      lines: this.lines,
+      bytes: this.bytes,
+      final,
+    };
+  }
+
+  private maybeReceipt(): void {
+    const t = this.now();
+    if (t - this.lastReceipt.time >= (this.opts.receiptIntervalMs ?? 2000) || this.head.entries - this.lastReceipt.entries >= (this.opts.receiptEntries ?? 50_000)) {
+      this.lastReceipt = { time: t, entries: this.head.entries };
+      this.opts.onReceipt?.(this.receipt(false));
+    }
+  }
+}
+
 export async function appendSession(opts: AppendOptions): Promise<SessionResult> {
   const { store, vm, name, input } = opts;
   const now = opts.now ?? Date.now;
   const maxLine = opts.maxLine ?? DEFAULT_MAX_LINE;
-  const interval = opts.commitIntervalMs ?? 50;
-  const batchBytes = opts.batchBytes ?? 1 << 20;
 
-  const opened = store.openSession(vm, name, now, { argument: opts.argument, mode: 'raw', pid: process.pid });
-  const log: LogRow = opened.log;
-  const session = opened.session;
-  let head = { entries: opened.block.firstSeq, hash: opened.block.head };
-
-  const scanner = new LineScanner(maxLine);
-  const builder = new BlockBuilder(Math.min(batchBytes, 1 << 20) + maxLine + 64);
-  let lines = 0;
-  let bytes = 0;
-  let time = now();
-  let timer: NodeJS.Timeout | undefined;
+  const opened = store.openSession(vm, name, now, { argument: opts.argument, mode: opts.framed ? 'framed' : 'raw', pid: process.pid, maxLine });
   let failure: AppendlogError | null = null;
-
-  const emit = (payload: Buffer, flags: number): void => {
-    builder.add(time, session, Kind.LINE, flags, payload);
-    lines++;
-    bytes += payload.length;
-  };
-
-  const flush = (): void => {
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
-    if (builder.count === 0) return;
-    try {
-      const block = store.append(log, builder);
-      head = { entries: block.firstSeq + block.count - 1, hash: block.head };
-    } finally {
-      builder.reset();
-    }
-  };
-
   const fail = (e: unknown): void => {
     if (failure === null) failure = isAppendlogError(e) ? e : new AppendlogError('INTERNAL', String((e as Error)?.message ?? e));
     input.destroy();
   };
-
-  const onTimer = (): void => {
-    timer = undefined;
-    try {
-      flush();
-    } catch (e) {
-      fail(e);
-    }
-  };
+  const s = new Session(opts, opened.log, opened.session, { entries: opened.block.firstSeq, hash: opened.block.head }, fail);
 
   let reason = 'eof' as CloseReason;
   let detail: string | undefined;
@@ -116,19 +206,55 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
 
+  // One scanner per stream; raw mode has just the LINE stream.
+  const scanners = new Map<number, LineScanner>();
+  const scannerFor = (kind: number): LineScanner => {
+    let sc = scanners.get(kind);
+    if (sc === undefined) scanners.set(kind, (sc = new LineScanner(maxLine)));
+    return sc;
+  };
+  const emitters = new Map<number, (p: Buffer, f: number) => void>();
+  const emitterFor = (kind: number): ((p: Buffer, f: number) => void) => {
+    let em = emitters.get(kind);
+    if (em === undefined) emitters.set(kind, (em = (p, f) => s.line(kind, f, p)));
+    return em;
+  };
+
+  const parser = opts.framed ? new FrameParser() : null;
+  let protocolError: AppendlogError | null = null;
+  let ended = false;
+  const onFrame = (e: FrameEvent): void => {
+    if (e.type === 'data') {
+      const kind = STREAM_KIND[e.stream]!;
+      scannerFor(kind).push(e.bytes, emitterFor(kind));
+    } else if (e.type === 'json') {
+      // Validate, then store the exact bytes received as a claim.
+      parseClaim(e.payload, 'FRAME_INVALID');
+      s.event(Kind.CLAIM, e.payload);
+    } else {
+      ended = true;
+    }
+  };
+
+  const raw = scannerFor(Kind.LINE);
+  const rawEmit = emitterFor(Kind.LINE);
   try {
     for await (const chunk of input as AsyncIterable<Buffer>) {
-      time = now();
-      scanner.push(chunk, emit);
-      if (builder.byteLength >= batchBytes) {
+      s.time = now();
+      if (parser === null) raw.push(chunk, rawEmit);
+      else {
         try {
-          flush();
+          parser.push(chunk, onFrame);
         } catch (e) {
-          fail(e);
-          break;
+          protocolError = isAppendlogError(e) ? e : new AppendlogError('FRAME_INVALID', String(e));
         }
-      } else if (timer === undefined && builder.count > 0) timer = setTimeout(onTimer, interval);
-      if (failure !== null) break;
+      }
+      try {
+        s.afterInput();
+      } catch (e) {
+        fail(e);
+      }
+      if (failure !== null || protocolError !== null) break;
     }
   } catch (e) {
     // The sender's side broke (disconnect, reset) or we destroyed the stream.
@@ -142,37 +268,56 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
 
   if (failure !== null) {
     const f: AppendlogError = failure;
+    s.discard();
     if (f.code === 'LOG_SEALED') {
-      // The log was sealed under us: nothing may follow the seal, so there is
-      // no close event; the sender is told.
-      builder.reset();
+      // Sealed under us: nothing may follow the seal, so there is no close
+      // event; the sender is told.
       return { receipt: null, reason: 'sealed', error: f };
     }
     reason = 'error';
-    detail = f.message;
+    detail = `not stored: ${f.message}`;
   }
 
+  s.time = now();
+  const refused = protocolError !== null;
+  if (parser !== null && protocolError === null && reason === 'eof') {
+    try {
+      parser.end();
+    } catch (e) {
+      // The sender went away inside a frame or before END: a broken session.
+      protocolError = isAppendlogError(e) ? e : new AppendlogError('FRAME_INVALID', String(e));
+    }
+  }
+  if (protocolError !== null) {
+    // Recorded in the chain: what was refused, and whether input went unread.
+    s.event(
+      Kind.NOTICE,
+      canonicalBytes({
+        notice: refused ? 'frame-refused' : 'stream-broken',
+        detail: protocolError.message,
+        unread: refused && !ended ? 'the rest of the input was not read' : 'nothing',
+      }),
+    );
+    reason = refused ? 'refused' : 'error';
+    detail = protocolError.message;
+  }
   // A line cut off by the end of input (or a disconnect) is kept, marked NOEOL.
-  time = now();
-  scanner.end(emit);
-  const close: Record<string, string | number> = { reason, session, lines, bytes };
-  if (detail !== undefined) close.detail = detail;
+  for (const [kind, sc] of scanners) sc.end(emitterFor(kind));
   try {
-    if (failure !== null) builder.reset(); // the failed batch cannot be stored; the event says why
-    builder.add(now(), session, Kind.SESSION_CLOSE, 0, canonicalBytes(close));
-    flush();
+    const pending = s.pendingCounts();
+    const close: Record<string, string | number> = {
+      reason,
+      session: s.session,
+      lines: s.lines + pending.lines,
+      bytes: s.bytes + pending.bytes,
+    };
+    if (detail !== undefined) close.detail = detail;
+    s.event(Kind.SESSION_CLOSE, canonicalBytes(close));
+    s.flush();
   } catch (e) {
     const err = isAppendlogError(e) ? e : new AppendlogError('STORE_ERROR', String(e));
     return { receipt: null, reason, error: failure ?? err };
   }
-  const receipt: Receipt = {
-    type: 'receipt',
-    log: `${vm}/${name}`,
-    session,
-    entries: head.entries,
-    head: head.hash.toString('hex'),
-    lines,
-    bytes,
-  };
-  return { receipt, reason, error: failure };
+  const receipt = s.receipt(true);
+  return { receipt, reason, error: failure ?? protocolError };
 }

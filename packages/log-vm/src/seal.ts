@@ -7,7 +7,6 @@ import {
   sealEntryPayload,
   sealHash,
   type ChainFacts,
-  type ClaimsSummary,
   type SealManifest,
 } from '@appendlog/shared';
 import { storeError } from './errors.js';
@@ -37,8 +36,6 @@ export interface SealResult {
 export interface SealOptions {
   now?: () => number;
   attempts?: number;
-  /** Claims summary from framed-mode sessions, when there are any. */
-  claims?: (store: Store, log: LogRow) => ClaimsSummary | undefined;
 }
 
 export async function sealLog(store: Store, vm: string, name: string, signer: Signer, opts: SealOptions = {}): Promise<SealResult> {
@@ -53,7 +50,7 @@ export async function sealLog(store: Store, vm: string, name: string, signer: Si
       if (head.lines === 0) throw new AppendlogError('LOG_EMPTY', `log ${vm}/${name} has no lines; refusing to seal an empty log`);
       const facts = verifyStoredChain(store, log);
       const prev = store.latestSeal();
-      return { head, facts, prev, claims: opts.claims?.(store, log) };
+      return { head, facts, prev };
     })();
     const sealIndex = (snap.prev?.seal_index ?? 0) + 1;
     const prevSeal = snap.prev ? snap.prev.seal_hash.toString('hex') : null;
@@ -67,7 +64,6 @@ export async function sealLog(store: Store, vm: string, name: string, signer: Si
       head: block.head.toString('hex'),
       sealIndex,
       prevSeal,
-      claims: snap.claims,
     });
     const bytes = manifestBytes(manifest);
     const signature = await signer.sign(bytes);
@@ -100,7 +96,7 @@ export async function sealLog(store: Store, vm: string, name: string, signer: Si
 export function buildManifest(
   log: LogRow,
   facts: ChainFacts,
-  seal: { sealed: number; entries: number; head: string; sealIndex: number; prevSeal: string | null; claims?: ClaimsSummary },
+  seal: { sealed: number; entries: number; head: string; sealIndex: number; prevSeal: string | null },
 ): SealManifest {
   return {
     format: MANIFEST_FORMAT,
@@ -117,6 +113,7 @@ export function buildManifest(
     head: seal.head,
     sealIndex: seal.sealIndex,
     prevSeal: seal.prevSeal,
-    ...(seal.claims !== undefined ? { claims: seal.claims } : {}),
+    // What the sender claimed (framed mode), summarized from its CLAIM entries.
+    ...(facts.claims !== undefined ? { claims: facts.claims } : {}),
   };
 }

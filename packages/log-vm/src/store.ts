@@ -83,6 +83,7 @@ CREATE TRIGGER IF NOT EXISTS heads_no_delete BEFORE DELETE ON heads
   BEGIN SELECT RAISE(ABORT, 'appendlog: heads are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS heads_forward_only BEFORE UPDATE ON heads
   WHEN OLD.sealed = 1 OR NEW.log_id <> OLD.log_id OR NEW.entries < OLD.entries
+    OR NEW.lines < OLD.lines OR NEW.bytes < OLD.bytes
     OR NEW.sessions < OLD.sessions OR NEW.sealed < OLD.sealed
   BEGIN SELECT RAISE(ABORT, 'appendlog: a head only moves forward, and never after the seal'); END;
 CREATE TRIGGER IF NOT EXISTS seals_no_update BEFORE UPDATE ON seals

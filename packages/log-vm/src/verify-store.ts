@@ -1,6 +1,7 @@
 import { AppendlogError, ChainVerifier, HASH_SIZE, checkManifestAgainstChain, parseManifest, sealHash, type ChainFacts, type SealManifest } from '@appendlog/shared';
 import { checkSignatures, type SignatureReport, type TrustedKey } from '@appendlog/shared/signatures';
 import type { BlockRow, LogRow, Store } from './store.js';
+import type { Checkpoint } from './bundle-io.js';
 
 export type Progress = (done: number, total: number) => void;
 
@@ -9,12 +10,20 @@ export type Progress = (done: number, total: number) => void;
  * stored beside it (naming the first changed seq), seq continuity, and the
  * end against the store's head row (a deleted tail or a rewritten chain).
  */
-export function verifyStoredChain(store: Store, log: LogRow, progress?: Progress): ChainFacts {
+export function verifyStoredChain(store: Store, log: LogRow, progress?: Progress, checkpoints?: Checkpoint[]): ChainFacts {
   const head = store.getHead(log.id);
   const verifier = new ChainVerifier({ vm: log.vm, name: log.name, created: log.created });
+  if (checkpoints !== undefined) verifier.expectHeads(checkpoints);
   for (const block of store.blocks(log.id)) pushStoredBlock(verifier, block, progress, head.entries);
   progress?.(verifier.entries, head.entries);
-  return verifier.end({ entries: head.entries, head: head.head, source: 'the store head' });
+  const facts = verifier.end({ entries: head.entries, head: head.head, source: 'the store head' });
+  if (facts.lines !== head.lines || facts.bytes !== head.bytes || facts.sessions !== head.sessions) {
+    throw new AppendlogError(
+      'STORE_INCONSISTENT',
+      `the store head row says ${head.lines} lines, ${head.bytes} bytes, ${head.sessions} sessions; the chain has ${facts.lines}, ${facts.bytes}, ${facts.sessions}`,
+    );
+  }
+  return facts;
 }
 
 /** One store row into the verifier: its entries, checked against the hashes stored beside them. */
@@ -72,9 +81,9 @@ export interface StoredLogVerification {
 export async function verifyStoredLog(
   store: Store,
   log: LogRow,
-  opts: { keys?: TrustedKey[]; threshold?: number; progress?: Progress } = {},
+  opts: { keys?: TrustedKey[]; threshold?: number; progress?: Progress; checkpoints?: Checkpoint[] } = {},
 ): Promise<StoredLogVerification> {
-  const facts = verifyStoredChain(store, log, opts.progress);
+  const facts = verifyStoredChain(store, log, opts.progress, opts.checkpoints);
   const seal = store.getSeal(log.id);
   const sealed = store.getHead(log.id).sealed === 1;
   if (!sealed && seal === undefined) {
@@ -82,6 +91,7 @@ export async function verifyStoredLog(
     return { facts, state: 'open' };
   }
   if (seal === undefined) throw new AppendlogError('STORE_INCONSISTENT', 'the log is marked sealed but its seal is missing');
+  if (!sealed) throw new AppendlogError('STORE_INCONSISTENT', 'the store has a seal for this log but its head is not marked sealed');
   const manifest = parseManifest(seal.manifest);
   if (manifest.entries !== facts.entries || manifest.head !== facts.head) {
     throw new AppendlogError(

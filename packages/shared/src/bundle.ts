@@ -20,7 +20,8 @@ export const BUNDLE_FILES = {
 export const MAX_RECORD_CHARS = Math.ceil((MAX_PAYLOAD * 4) / 3) + 4096;
 
 const KIND_BY_NAME = new Map(Object.entries(KIND_NAMES).map(([k, v]) => [v, Number(k)]));
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a line may start with U+FEFF; it is payload, not a byte-order mark.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const HEX64_RE = /^[0-9a-f]{64}$/;
 
@@ -36,12 +37,18 @@ export interface EntryRecordInput {
 
 /** Formats one entries.jsonl line (with its newline). */
 export function formatRecord(e: EntryRecordInput): string {
-  let body: string;
+  // `text` when the payload is valid UTF-8 and its JSON string is no longer
+  // than base64 would be (control bytes cost 6 characters each as \u00XX),
+  // so no record is longer than MAX_RECORD_CHARS; `base64` otherwise.
+  let body: string | undefined;
+  const base64Length = 4 * Math.ceil(e.payload.length / 3);
   try {
-    body = `"text":${JSON.stringify(strictUtf8.decode(e.payload))}`;
+    const text = JSON.stringify(strictUtf8.decode(e.payload));
+    if (text.length <= base64Length + 2) body = `"text":${text}`;
   } catch {
-    body = `"base64":"${Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.length).toString('base64')}"`;
+    body = undefined;
   }
+  body ??= `"base64":"${Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.length).toString('base64')}"`;
   const kind = KIND_NAMES[e.kind] ?? String(e.kind);
   return `{"seq":${e.seq},"time":${e.time},"session":${e.session},"kind":"${kind}","flags":${e.flags},${body},"hash":"${Buffer.from(e.hash).toString('hex')}"}\n`;
 }

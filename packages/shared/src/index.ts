@@ -12,3 +12,5 @@ export * from './manifest.js';
 export * from './bundle.js';
 // OpenPGP (openpgp.js) is a separate entry point, @appendlog/shared/signatures,
 // so the ingest path never loads it.
+export * from './frames.js';
+export * from './claims.js';

@@ -2,6 +2,7 @@ import { AppendlogError } from './errors.js';
 import { canonicalJson, parseJsonObject, type CanonicalValue } from './canonical-json.js';
 import { genesisHash } from './chain.js';
 import { CLOSE_REASONS, type ChainFacts } from './verifier.js';
+
 import { LOG_NAME_RE, VM_NAME_RE } from './names.js';
 
 /**
@@ -11,7 +12,7 @@ import { LOG_NAME_RE, VM_NAME_RE } from './names.js';
  * store links to (prevSeal = SHA-256(SEAL_PREFIX || bytes)).
  */
 export const MANIFEST_FORMAT = 'appendlog-seal/1';
-export const MAX_MANIFEST_BYTES = 1 << 20;
+export const MAX_MANIFEST_BYTES = 4 << 20;
 
 export interface ClaimedFile {
   path: string;
@@ -24,6 +25,8 @@ export interface ClaimsSummary {
   exit?: { code: number | null; signal: string | null };
   inputs: ClaimedFile[];
   artifacts: ClaimedFile[];
+  /** File claims beyond MAX_SUMMARY_FILES per list, counted only. */
+  omitted?: { inputs: number; artifacts: number };
   hostname?: string;
   command?: string[];
 }
@@ -119,7 +122,7 @@ export function parseManifest(bytes: Uint8Array): SealManifest {
   if (o.claims !== undefined) {
     const c = o.claims as Record<string, unknown>;
     if (c === null || typeof c !== 'object' || Array.isArray(c)) fail('claims is not an object');
-    for (const k of Object.keys(c)) if (!['exit', 'inputs', 'artifacts', 'hostname', 'command'].includes(k)) fail(`claims has unknown field ${JSON.stringify(k).slice(0, 80)}`);
+    for (const k of Object.keys(c)) if (!['exit', 'inputs', 'artifacts', 'omitted', 'hostname', 'command'].includes(k)) fail(`claims has unknown field ${JSON.stringify(k).slice(0, 80)}`);
     claims = { inputs: checkFiles(c.inputs, 'claims.inputs'), artifacts: checkFiles(c.artifacts, 'claims.artifacts') };
     if (c.exit !== undefined) {
       const e = c.exit as Record<string, unknown>;
@@ -128,6 +131,13 @@ export function parseManifest(bytes: Uint8Array): SealManifest {
       const sigOk = e.signal === null || (typeof e.signal === 'string' && e.signal.length <= 32);
       if (!codeOk || !sigOk || Object.keys(e).sort().join(',') !== 'code,signal') fail('claims.exit is malformed');
       claims.exit = { code: e.code as number | null, signal: e.signal as string | null };
+    }
+    if (c.omitted !== undefined) {
+      const om = c.omitted as Record<string, unknown>;
+      if (om === null || typeof om !== 'object' || Object.keys(om).sort().join(',') !== 'artifacts,inputs' || !isCount(om.inputs) || !isCount(om.artifacts)) {
+        fail('claims.omitted is malformed');
+      }
+      claims.omitted = { inputs: om.inputs as number, artifacts: om.artifacts as number };
     }
     if (c.hostname !== undefined) {
       if (typeof c.hostname !== 'string' || c.hostname.length > 255) fail('claims.hostname is not a string');
@@ -185,4 +195,7 @@ export function checkManifestAgainstChain(m: SealManifest, f: ChainFacts): void 
   if (f.lines !== m.lines || f.bytes !== m.bytes) mismatch(`lines/bytes: chain ${f.lines}/${f.bytes}, manifest ${m.lines}/${m.bytes}`);
   if (f.sessions !== m.sessions) mismatch(`sessions: chain ${f.sessions}, manifest ${m.sessions}`);
   if (canonicalJson(f.closes) !== canonicalJson(m.closes)) mismatch('session close reasons differ');
+  const chainClaims = f.claims === undefined ? null : canonicalJson(f.claims as unknown as CanonicalValue);
+  const manifestClaims = m.claims === undefined ? null : canonicalJson(m.claims as unknown as CanonicalValue);
+  if (chainClaims !== manifestClaims) mismatch('the claims summary differs from the CLAIM entries');
 }

@@ -2,6 +2,8 @@ import { AppendlogError } from './errors.js';
 import { ENTRY_HEADER_SIZE, Flag, HASH_SIZE, KIND_NAMES, Kind, isLineKind } from './constants.js';
 import { decodeHeader, type DecodedHeader, type LogIdentity } from './encoding.js';
 import { chainEntries, genesisHash } from './chain.js';
+import { ClaimsCollector, parseClaim } from './claims.js';
+import type { ClaimsSummary } from './manifest.js';
 
 /**
  * Streaming chain verifier (docs/FORMAT.md section 6). Feed it every entry's
@@ -23,6 +25,8 @@ export interface ChainFacts {
   lastTime: number | null;
   /** The SEAL entry, when the chain ends with one. */
   seal: { seq: number; time: number; payload: Buffer } | null;
+  /** Summary of the sender's CLAIM entries, when there are any. */
+  claims?: ClaimsSummary;
 }
 
 export interface ChainExpectation {
@@ -50,11 +54,24 @@ export class ChainVerifier {
   private lastTime: number | null = null;
   private closes: Record<string, number> = {};
   private seal: ChainFacts['seal'] = null;
+  private readonly claims = new ClaimsCollector();
+  private checkpoints: Array<{ seq: number; head: Buffer; label: string }> = [];
+  private nextCheckpoint = 0;
 
   constructor(identity: LogIdentity) {
     this.identity = identity;
     this.genesis = genesisHash(identity);
     this.head = Buffer.from(this.genesis);
+  }
+
+  /**
+   * Heads the log VM acknowledged earlier (sender receipts): the hash of
+   * entry `seq` must be `head`. A mismatch means an acknowledged entry was
+   * dropped or rewritten (RECEIPT_MISMATCH).
+   */
+  expectHeads(list: Array<{ seq: number; head: Uint8Array; label: string }>): void {
+    this.checkpoints = list.map((c) => ({ seq: c.seq, head: Buffer.from(c.head), label: c.label })).sort((a, b) => a.seq - b.seq);
+    this.nextCheckpoint = 0;
   }
 
   /** Entries accepted so far. */
@@ -136,6 +153,18 @@ export class ChainVerifier {
       if (this.scratch.length < n * HASH_SIZE) this.scratch = Buffer.allocUnsafe(n * HASH_SIZE);
       chainEntries(this.head, data, this.offsets, n, this.scratch, false);
     }
+    const hashes = stored ?? this.scratch;
+    while (this.nextCheckpoint < this.checkpoints.length && this.checkpoints[this.nextCheckpoint]!.seq < first + n) {
+      const c = this.checkpoints[this.nextCheckpoint++]!;
+      const i = c.seq - first;
+      if (i < 0 || !c.head.equals(hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE))) {
+        throw new AppendlogError(
+          'RECEIPT_MISMATCH',
+          `${c.label}: the log VM acknowledged seq ${c.seq} with head ${c.head.toString('hex')}, but this log has a different entry there: an acknowledged entry was dropped or rewritten`,
+          { seq: c.seq },
+        );
+      }
+    }
   }
 
   /** Structural rules for the entry at data[start, end); counts it as pending hashing. */
@@ -186,6 +215,9 @@ export class ChainVerifier {
     } else if (h.session < 1 || h.session > this.sessions) {
       throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: entry of session ${h.session}, which was never opened`, { seq: h.seq });
     }
+    if (h.kind === Kind.CLAIM) {
+      this.claims.add(parseClaim(data.subarray(start + ENTRY_HEADER_SIZE, end), 'BAD_ENTRY', h.seq));
+    }
     if (h.kind === Kind.SESSION_CLOSE) {
       const reason = closeReason(data.subarray(start + ENTRY_HEADER_SIZE, end), h.seq);
       this.closes[reason] = (this.closes[reason] ?? 0) + 1;
@@ -220,6 +252,14 @@ export class ChainVerifier {
         );
       }
     }
+    if (this.nextCheckpoint < this.checkpoints.length) {
+      const c = this.checkpoints[this.nextCheckpoint]!;
+      throw new AppendlogError(
+        'RECEIPT_MISMATCH',
+        `${c.label}: the log VM acknowledged ${c.seq} entries, but this log ends at seq ${entries}: acknowledged entries are missing`,
+        { seq: entries + 1 },
+      );
+    }
     if (expect.head !== undefined && !head.equals(expect.head)) {
       throw new AppendlogError(
         'HEAD_MISMATCH',
@@ -227,6 +267,7 @@ export class ChainVerifier {
         { seq: entries },
       );
     }
+    const claims = this.claims.summary();
     return {
       identity: this.identity,
       genesis: this.genesis.toString('hex'),
@@ -239,6 +280,7 @@ export class ChainVerifier {
       firstTime: this.firstTime,
       lastTime: this.lastTime,
       seal: this.seal,
+      ...(claims !== undefined ? { claims } : {}),
     };
   }
 }

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { AppendlogError, DEFAULT_MAX_LINE, MAX_PAYLOAD, checkLogName, checkVmName } from '@appendlog/shared';
+import { AppendlogError, DEFAULT_MAX_LINE, MAX_PAYLOAD, checkLogName, checkVmName, parseServiceArgument } from '@appendlog/shared';
 import { appendSession } from '../ingest.js';
 import { reportError, writeAll } from '../output.js';
 import { dbPath, withDb, type DbArgs } from './common.js';
@@ -11,6 +11,7 @@ interface AppendArgs extends DbArgs {
   name?: string;
   'max-line': number;
   'commit-interval': number;
+  framed?: boolean;
 }
 
 /**
@@ -34,6 +35,7 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       })
       .option('vm', { type: 'string', describe: 'source VM (without --qrexec, e.g. for an ssh transport)' })
       .option('name', { type: 'string', describe: 'log name (without --qrexec)' })
+      .option('framed', { type: 'boolean', describe: 'framed mode (logsend) without --qrexec; under qrexec the argument _framed.NAME selects it' })
       .option('max-line', {
         type: 'number',
         default: DEFAULT_MAX_LINE,
@@ -41,7 +43,9 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       })
       .option('commit-interval', { type: 'number', default: 50, describe: 'ms within which a received line is committed' })
       .check((a) => {
-        if (a.qrexec && (a.vm !== undefined || a.name !== undefined)) throw new Error('--qrexec takes the VM and name from qrexec; do not pass --vm/--name');
+        if (a.qrexec && (a.vm !== undefined || a.name !== undefined || a.framed !== undefined)) {
+          throw new Error('--qrexec takes the VM, name and mode from qrexec; do not pass --vm/--name/--framed');
+        }
         if (!a.qrexec && (a.vm === undefined || a.name === undefined)) throw new Error('give --qrexec, or both --vm and --name');
         const ml = a['max-line'];
         if (!Number.isInteger(ml) || ml < 1 || ml > MAX_PAYLOAD) throw new Error(`--max-line must be an integer from 1 to ${MAX_PAYLOAD}`);
@@ -65,7 +69,11 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
     process.once('SIGINT', onTerm);
     try {
       const vm = checkVmName(args.qrexec ? process.env.QREXEC_REMOTE_DOMAIN : args.vm);
-      const name = checkLogName(argument);
+      // Under qrexec the argument selects the mode: `_framed.NAME` is framed
+      // (logsend), a bare NAME raw. No name starts with `_`, so neither can
+      // be taken for the other.
+      const mode = args.qrexec ? parseServiceArgument(argument) : { framed: args.framed === true, name: argument };
+      const name = checkLogName(mode.name);
       store = Store.open(dbPath(args), { create: true });
       const result = await appendSession({
         store,
@@ -73,11 +81,18 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         name,
         argument,
         input: process.stdin,
+        framed: mode.framed,
+        onReceipt: (r) => {
+          void tell(r);
+        },
         maxLine: args['max-line'],
         commitIntervalMs: args['commit-interval'],
         signal: controller.signal,
       });
       if (result.receipt) await tell(result.receipt);
+      if (result.error?.code === 'FRAME_INVALID') {
+        throw new AppendlogError('FRAME_INVALID', `${result.error.message}; recorded in the log, session closed (${result.reason})`);
+      }
       if (result.error) throw result.error;
       if (result.reason === 'signal') throw new AppendlogError('TERMINATED', 'terminated by a signal; the session was closed cleanly');
       if (result.reason === 'error') throw new AppendlogError('INPUT_ERROR', 'the input broke off; what arrived is stored and the session closed');

@@ -109,7 +109,25 @@ function describeEvent(e: StoredEntry): string {
       }`;
     case Kind.SEAL:
       return `sealed ${when} (seal #${s(v.sealIndex)})`;
+    case Kind.NOTICE:
+      return `log VM notice ${when}: ${s(v.notice)}: ${s(v.detail)}${v.unread && v.unread !== 'nothing' ? ` (${s(v.unread)})` : ''}`;
+    case Kind.CLAIM:
+      return `claim by the sender: ${describeClaim(v, s)}`;
     default:
       return `${KIND_NAMES[e.header.kind] ?? 'unknown'} ${when} ${s(e.payload.toString('utf8'))}`;
+  }
+}
+
+function describeClaim(v: Record<string, unknown>, s: (x: unknown) => string): string {
+  switch (v.claim) {
+    case 'hello':
+      return `${s(v.sender)} on host ${s(v.hostname)} runs ${s(v.command)}`;
+    case 'input':
+    case 'artifact':
+      return `${s(v.claim)} ${s(v.path)} ${s(v.size)} bytes sha256 ${s(v.sha256)}`;
+    case 'exit':
+      return v.signal !== null ? `build killed by ${s(v.signal)}` : `build exit status ${s(v.code)}`;
+    default:
+      return s(v);
   }
 }

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { AppendlogError, parseLogRef, type ChainFacts, type SealManifest } from '@appendlog/shared';
+import { AppendlogError, escapeForTerminal, parseLogRef, sha256Stream, type ChainFacts, type SealManifest } from '@appendlog/shared';
 import type { SignatureReport } from '@appendlog/shared/signatures';
 import { isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { makeProgress } from '../progress.js';
@@ -11,6 +11,8 @@ interface VerifyArgs extends DbArgs {
   key?: string[];
   threshold: number;
   previous?: string;
+  receipt?: string[];
+  artifact?: string[];
   json?: boolean;
 }
 
@@ -21,6 +23,41 @@ interface Outcome {
   manifest?: SealManifest;
   signatures?: SignatureReport;
   seals?: number;
+  receipts?: number;
+  artifacts?: Array<{ file: string; sha256: string; claimedPath: string }>;
+}
+
+/** Sender-controlled text, made safe for a terminal. */
+const safe = (v: unknown): string => escapeForTerminal(Buffer.from(JSON.stringify(v), 'utf8'));
+
+const logName = (m: { vm: string; name: string }): string => `${m.vm}/${m.name}`;
+
+/**
+ * Ties release files to this log: each file's SHA-256 must be among the
+ * artifacts the sender claimed in the sealed manifest. (The hash list is a
+ * claim by the build VM, bound to this log by the seal.)
+ */
+async function matchArtifacts(files: string[], o: Outcome): Promise<NonNullable<Outcome['artifacts']>> {
+  const { createReadStream } = await import('node:fs');
+  const sealed = o.manifest?.claims?.artifacts ?? [];
+  const out: NonNullable<Outcome['artifacts']> = [];
+  for (const file of files) {
+    let sha256: string;
+    try {
+      sha256 = (await sha256Stream(createReadStream(file))).sha256;
+    } catch (e) {
+      throw new AppendlogError('USAGE', `cannot read artifact ${file}: ${(e as Error).message}`);
+    }
+    const hit = sealed.find((a) => a.sha256 === sha256);
+    if (o.manifest === undefined || hit === undefined) {
+      throw new AppendlogError(
+        'ARTIFACT_NOT_FOUND',
+        `${file} (sha256 ${sha256}) is not among the ${sealed.length} artifact(s) sealed in log ${logName(o.facts.identity)}${o.manifest ? '' : ' (the log is not sealed)'}`,
+      );
+    }
+    out.push({ file, sha256, claimedPath: hit.path });
+  }
+  return out;
 }
 
 
@@ -40,6 +77,8 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       .option('key', { type: 'string', array: true, describe: 'trusted public key file (armored); repeat for M-of-N' })
       .option('threshold', { type: 'number', default: 1, describe: 'valid signatures needed, by distinct trusted keys' })
       .option('previous', { type: 'string', describe: 'bundle of the seal made just before: check the link of the seal chain' })
+      .option('receipt', { type: 'string', array: true, describe: 'receipts kept by logsend --receipts: the log must extend every one' })
+      .option('artifact', { type: 'string', array: true, describe: 'a release file: its SHA-256 must be among the sealed artifacts' })
       .option('json', { type: 'boolean', describe: 'print the result as JSON' })
       .check((a) => {
         if (!Number.isSafeInteger(a.threshold) || a.threshold < 1) throw new Error('--threshold must be a positive integer');
@@ -52,24 +91,30 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const { verifyBundle } = await import('../bundle-io.js');
       const { verifyStoredLog } = await import('../verify-store.js');
       const { loadKeys } = await import('./keys.js');
+      const { readReceipts } = await import('../receipts.js');
+      const { readBundleManifest } = await import('../bundle-io.js');
       const isBundle = args.db === undefined && existsSync(args.target) && statSync(args.target).isDirectory();
       const keys = args.key && args.key.length > 0 ? await loadKeys(args.key) : undefined;
       let outcome: Outcome;
       if (isBundle) {
         if (keys === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc');
-        const r = await verifyBundle(args.target, keys, args.threshold, { progress, previous: args.previous });
+        const checkpoints = args.receipt ? readReceipts(args.receipt, logName(readBundleManifest(args.target).manifest)) : undefined;
+        const r = await verifyBundle(args.target, keys, args.threshold, { progress, previous: args.previous, checkpoints });
         outcome = { source: 'bundle', state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
       } else {
         const { vm, name } = parseLogRef(args.target);
         const store = openStore(args);
         try {
-          const r = await verifyStoredLog(store, store.requireLog(vm, name), { keys, threshold: args.threshold, progress });
+          const checkpoints = args.receipt ? readReceipts(args.receipt, `${vm}/${name}`) : undefined;
+          const r = await verifyStoredLog(store, store.requireLog(vm, name), { keys, threshold: args.threshold, progress, checkpoints });
           outcome = { source: 'store', ...r };
         } finally {
           store.close();
         }
       }
       progress.done();
+      if (args.receipt) outcome.receipts = args.receipt.length;
+      if (args.artifact) outcome.artifacts = await matchArtifacts(args.artifact, outcome);
       await printOk(args.json === true, outcome);
     } catch (e) {
       progress.done();
@@ -114,6 +159,8 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
         signaturesChecked: o.signatures !== undefined,
         threshold: o.signatures?.threshold ?? null,
         ignoredSignatures: o.signatures?.untrusted.length ?? 0,
+        receiptsChecked: o.receipts ?? 0,
+        artifacts: o.artifacts ?? [],
       })}\n`,
     );
     return;
@@ -140,5 +187,14 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
     lines.push('  signatures: not checked (give --key to check them)');
   }
   if (o.seals !== undefined) lines.push(`  seal chain: ${o.seals} seal(s) in the store, linked`);
+  if (o.manifest?.claims) {
+    const c = o.manifest.claims;
+    lines.push(`  claims (made by the build VM, sealed by the log VM):`);
+    if (c.exit) lines.push(`    exit:      ${c.exit.signal ?? c.exit.code}`);
+    if (c.command) lines.push(`    command:   ${safe(c.command)} on host ${safe(c.hostname ?? '?')}`);
+    lines.push(`    inputs:    ${c.inputs.length}, artifacts: ${c.artifacts.length}${c.omitted ? ` (+${c.omitted.inputs + c.omitted.artifacts} not listed)` : ''}`);
+  }
+  if (o.receipts) lines.push(`  receipts:  the log extends every receipt in ${o.receipts} file(s)`);
+  for (const a of o.artifacts ?? []) lines.push(`  artifact:  ${a.file} (sha256 ${a.sha256}) was built by log ${log} (claimed as ${safe(a.claimedPath)})`);
   await writeAll(process.stdout, `${lines.join('\n')}\n`);
 }

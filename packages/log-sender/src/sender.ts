@@ -1,0 +1,274 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import split2 from 'split2';
+import {
+  AppendlogError,
+  FRAME_PROTOCOL,
+  FrameType,
+  MAX_DATA_FRAME,
+  claimBytes,
+  encodeFrame,
+  type Claim,
+} from '@appendlog/shared';
+import { fileClaims } from './files.js';
+import { describeTransport, startTransport, type TransportSpec } from './transport.js';
+
+export const SENDER_VERSION = 'logsend/0.1.0';
+
+/**
+ * logsend: runs the build (or reads a pipe), passes its output through to the
+ * local terminal unchanged, and streams it as frames to the log VM together
+ * with claims: the sender's hostname and command line, the hashes of inputs
+ * before and artifacts after the build, and the exit status. It fails closed:
+ * if the log cannot be written, the build is stopped (or, with
+ * onLogFailure 'continue', the run still ends non-zero).
+ */
+export interface SendOptions {
+  name: string;
+  transport: TransportSpec;
+  /** The build command; empty for pipe mode (stdin). */
+  command: string[];
+  inputs: string[];
+  artifacts: string[];
+  receipts?: string;
+  onLogFailure: 'stop' | 'continue';
+  stdin?: Readable;
+  stdout?: Writable;
+  stderr?: Writable;
+  /** Grace period between SIGTERM and SIGKILL when the build is stopped. */
+  killAfterMs?: number;
+}
+
+export interface SendResult {
+  exitCode: number;
+  build: { code: number | null; signal: string | null } | null;
+  logError: AppendlogError | null;
+  finalReceipt: Record<string, unknown> | null;
+}
+
+interface Receipt {
+  type: 'receipt';
+  log: string;
+  entries: number;
+  head: string;
+  final?: boolean;
+}
+
+/** The frame stream to the log VM, with failure detection and receipts. */
+class LogLink {
+  readonly child: ChildProcess;
+  failure: AppendlogError | null = null;
+  serviceError: { code: string; message: string } | null = null;
+  finalReceipt: Receipt | null = null;
+  private readonly exited: Promise<void>;
+  private closed = false;
+  private readonly listeners: Array<(e: AppendlogError) => void> = [];
+
+  constructor(
+    transport: TransportSpec,
+    name: string,
+    private readonly receiptsFile: string | undefined,
+  ) {
+    const what = describeTransport(transport, name);
+    this.child = startTransport(transport, name);
+    this.exited = new Promise((resolve) => {
+      this.child.on('error', (e: NodeJS.ErrnoException) => {
+        this.fail(new AppendlogError('LOG_FAILED', `cannot start the transport (${what}): ${e.code === 'ENOENT' ? 'command not found' : e.message}`));
+        resolve();
+      });
+      this.child.on('exit', (code, signal) => {
+        if (code === 126 && transport.kind === 'qrexec') {
+          this.fail(new AppendlogError('TRANSPORT_REFUSED', `qrexec refused the call (${what}): dom0 policy does not allow it`));
+        } else if (this.serviceError !== null) {
+          this.fail(new AppendlogError('LOG_FAILED', `the log VM refused: ${this.serviceError.code}: ${this.serviceError.message}`));
+        } else if (code !== 0 || !this.closed) {
+          this.fail(new AppendlogError('LOG_FAILED', `the log VM connection ended ${this.closed ? '' : 'before the build did '}(${what} exited ${code ?? signal})`));
+        }
+      });
+      this.child.on('close', () => resolve());
+    });
+    this.child.stdin!.on('error', (e) => this.fail(new AppendlogError('LOG_FAILED', `cannot write to the log VM: ${e.message}`)));
+    // The service answers with JSON lines: receipts, or an error.
+    this.child.stdout!.pipe(split2()).on('data', (line: string) => this.onLine(line));
+  }
+
+  onFailure(fn: (e: AppendlogError) => void): void {
+    this.listeners.push(fn);
+  }
+
+  private fail(e: AppendlogError): void {
+    if (this.failure !== null) return;
+    this.failure = e;
+    for (const fn of this.listeners) fn(e);
+  }
+
+  private onLine(line: string): void {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      return; // not ours (e.g. a wrapper's banner); receipts are JSON
+    }
+    if (msg === null || typeof msg !== 'object') return;
+    const m = msg as Record<string, unknown>;
+    if (m.type === 'receipt' && typeof m.entries === 'number' && typeof m.head === 'string' && typeof m.log === 'string') {
+      if (m.final === true) this.finalReceipt = m as unknown as Receipt;
+      if (this.receiptsFile !== undefined) appendFileSync(this.receiptsFile, `${JSON.stringify(m)}\n`);
+    } else if (m.type === 'error' && typeof m.code === 'string') {
+      this.serviceError = { code: m.code, message: String(m.message ?? '') };
+    }
+  }
+
+  /** Sends a frame; resolves when the transport accepted it (backpressure). */
+  async send(type: number, payload?: Uint8Array): Promise<void> {
+    if (this.failure !== null || this.closed) return;
+    const stdin = this.child.stdin!;
+    if (!stdin.write(encodeFrame(type, payload))) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          stdin.off('drain', done);
+          stdin.off('close', done);
+          resolve();
+        };
+        stdin.on('drain', done);
+        stdin.on('close', done);
+      });
+    }
+  }
+
+  async sendData(type: number, data: Buffer): Promise<void> {
+    for (let off = 0; off < data.length; off += MAX_DATA_FRAME) await this.send(type, data.subarray(off, off + MAX_DATA_FRAME));
+  }
+
+  async close(): Promise<void> {
+    if (!this.closed) {
+      await this.send(FrameType.END);
+      this.closed = true;
+      this.child.stdin!.end();
+    }
+    await this.exited;
+  }
+
+  abort(): void {
+    this.closed = true;
+    this.child.stdin!.destroy();
+    this.child.kill('SIGTERM');
+  }
+}
+
+export async function send(opts: SendOptions): Promise<SendResult> {
+  const stdout = opts.stdout ?? process.stdout;
+  const stderr = opts.stderr ?? process.stderr;
+  const say = (msg: string): void => {
+    stderr.write(`logsend: ${msg}\n`);
+  };
+
+  // Inputs are hashed before the build starts (and before connecting: a
+  // missing input is a usage error, not a log failure).
+  const inputs = await fileClaims('input', opts.inputs);
+  const link = new LogLink(opts.transport, opts.name, opts.receipts);
+  let build: ChildProcess | null = null;
+  let stopped = false;
+  link.onFailure((e) => {
+    say(`${e.code}: ${e.message}`);
+    if (opts.onLogFailure === 'stop' && build !== null && build.exitCode === null && !stopped) {
+      stopped = true;
+      say('stopping the build: a build must not succeed with a broken log (--on-log-failure=continue to let it finish)');
+      killGroup(build, 'SIGTERM');
+      setTimeout(() => killGroup(build!, 'SIGKILL'), opts.killAfterMs ?? 5000).unref();
+    }
+  });
+
+  const hello: Claim = { claim: 'hello', protocol: FRAME_PROTOCOL, sender: SENDER_VERSION, hostname: hostname(), command: opts.command };
+  await link.send(FrameType.HELLO, claimBytes(hello));
+  for (const c of inputs) await link.send(FrameType.CLAIM, claimBytes(c));
+
+  let result: { code: number | null; signal: string | null };
+  if (opts.command.length > 0) {
+    build = spawn(opts.command[0]!, opts.command.slice(1), { stdio: ['inherit', 'pipe', 'pipe'], detached: true });
+    const forward = (sig: NodeJS.Signals): void => killGroup(build!, sig);
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    process.on('SIGHUP', forward);
+    const spawned = new Promise<void>((resolve, reject) => {
+      build!.once('spawn', resolve);
+      build!.once('error', reject);
+    });
+    try {
+      await spawned;
+    } catch (e) {
+      await link.close();
+      throw new AppendlogError('USAGE', `cannot run ${opts.command[0]}: ${(e as Error).message}`);
+    }
+    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      build!.on('close', (code, signal) => resolve({ code, signal })),
+    );
+    await Promise.all([
+      relay(build.stdout!, stdout, link, FrameType.STDOUT),
+      relay(build.stderr!, stderr, link, FrameType.STDERR),
+    ]);
+    result = await exit;
+    process.off('SIGINT', forward);
+    process.off('SIGTERM', forward);
+    process.off('SIGHUP', forward);
+  } else {
+    await relay(opts.stdin ?? process.stdin, stdout, link, FrameType.DATA);
+    result = { code: 0, signal: null };
+  }
+
+  let artifactError: AppendlogError | null = null;
+  if (link.failure === null) {
+    try {
+      for (const c of await fileClaims('artifact', opts.artifacts)) await link.send(FrameType.CLAIM, claimBytes(c));
+    } catch (e) {
+      artifactError = e instanceof AppendlogError ? e : new AppendlogError('INTERNAL', String(e));
+      say(`${artifactError.code}: ${artifactError.message}`);
+    }
+    if (opts.command.length > 0) await link.send(FrameType.CLAIM, claimBytes({ claim: 'exit', code: result.code, signal: result.signal }));
+  }
+  if (link.failure === null) await link.close();
+  else link.abort();
+
+  const buildCode = result.code ?? 128 + signalNumber(result.signal);
+  if (link.failure !== null) {
+    say(`the build ${stopped ? 'was stopped' : `ended (${result.signal ?? `exit ${result.code}`})`}; its log is incomplete: exiting 60`);
+    return { exitCode: 60, build: result, logError: link.failure, finalReceipt: link.finalReceipt as Record<string, unknown> | null };
+  }
+  const r = link.finalReceipt;
+  if (r !== null) say(`log ${r.log}: ${r.entries} entries, head ${r.head}`);
+  return {
+    exitCode: artifactError !== null && buildCode === 0 ? 2 : buildCode,
+    build: result,
+    logError: null,
+    finalReceipt: r as Record<string, unknown> | null,
+  };
+}
+
+/** Copies a build stream to the local terminal and to the log, with backpressure on both. */
+async function relay(source: Readable, local: Writable, link: LogLink, type: number): Promise<void> {
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    const localDone = local.write(chunk) ? null : new Promise<void>((resolve) => local.once('drain', resolve));
+    await link.sendData(type, chunk);
+    if (localDone !== null) await localDone;
+  }
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+function signalNumber(signal: string | null): number {
+  return signal === null ? 0 : (SIGNALS[signal] ?? 0);
+}

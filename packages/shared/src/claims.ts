@@ -1,0 +1,136 @@
+import { AppendlogError } from './errors.js';
+import { canonicalJson, type CanonicalValue } from './canonical-json.js';
+import { FRAME_PROTOCOL } from './frames.js';
+import type { ClaimedFile, ClaimsSummary } from './manifest.js';
+
+/**
+ * Claims: what the sender says about its own build (framed mode). The log VM
+ * stores them, in the exact bytes received, as CLAIM entries, apart from the
+ * facts it attests itself (source VM, receive times, order). A claim must be
+ * the canonical JSON of one of these shapes (docs/FORMAT.md section 10):
+ *   {"claim":"hello","command":[...],"hostname":"...","protocol":"appendlog-frames/1","sender":"..."}
+ *   {"claim":"input"|"artifact","path":"...","sha256":"<64 hex>","size":N}
+ *   {"claim":"exit","code":N|null,"signal":"SIGTERM"|null}
+ */
+export type Claim =
+  | { claim: 'hello'; protocol: string; sender: string; hostname: string; command: string[] }
+  | { claim: 'input' | 'artifact'; path: string; size: number; sha256: string }
+  | { claim: 'exit'; code: number | null; signal: string | null };
+
+export const MAX_CLAIM_PATH = 1024;
+/** Files listed in a seal manifest's claims summary, per list; the rest are counted. */
+export const MAX_SUMMARY_FILES = 1000;
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function bad(msg: string, code: 'FRAME_INVALID' | 'BAD_ENTRY', seq?: number): never {
+  throw new AppendlogError(code, `claim refused: ${msg}`, { seq });
+}
+
+const isStr = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
+const keysAre = (o: object, keys: string): boolean => Object.keys(o).sort().join(',') === keys;
+
+/** Parses and checks a claim's bytes; `code` says how a violation is reported. */
+export function parseClaim(bytes: Uint8Array, code: 'FRAME_INVALID' | 'BAD_ENTRY' = 'FRAME_INVALID', seq?: number): Claim {
+  let text: string;
+  let v: unknown;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+    v = JSON.parse(text);
+  } catch {
+    bad('not UTF-8 JSON', code, seq);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) bad('not a JSON object', code, seq);
+  const o = v as Record<string, unknown>;
+  let claim: Claim;
+  switch (o.claim) {
+    case 'hello':
+      if (!keysAre(o, 'claim,command,hostname,protocol,sender')) bad('hello has unexpected fields', code, seq);
+      if (o.protocol !== FRAME_PROTOCOL) bad(`unsupported protocol (this log VM speaks ${FRAME_PROTOCOL})`, code, seq);
+      if (!isStr(o.sender, 64) || !isStr(o.hostname, 255)) bad('hello sender/hostname malformed', code, seq);
+      if (!Array.isArray(o.command) || o.command.length > 4096 || !o.command.every((a) => isStr(a, 16384))) bad('hello command malformed', code, seq);
+      claim = { claim: 'hello', protocol: o.protocol, sender: o.sender, hostname: o.hostname, command: o.command as string[] };
+      break;
+    case 'input':
+    case 'artifact':
+      if (!keysAre(o, 'claim,path,sha256,size')) bad(`${o.claim} has unexpected fields`, code, seq);
+      if (!isStr(o.path, MAX_CLAIM_PATH) || o.path === '') bad(`${o.claim} path malformed`, code, seq);
+      if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) bad(`${o.claim} size malformed`, code, seq);
+      if (typeof o.sha256 !== 'string' || !HEX64.test(o.sha256)) bad(`${o.claim} sha256 malformed`, code, seq);
+      claim = { claim: o.claim, path: o.path, size: o.size, sha256: o.sha256 };
+      break;
+    case 'exit':
+      if (!keysAre(o, 'claim,code,signal')) bad('exit has unexpected fields', code, seq);
+      if (!(o.code === null || (typeof o.code === 'number' && Number.isSafeInteger(o.code) && o.code >= -2147483648 && o.code <= 2147483647))) bad('exit code malformed', code, seq);
+      if (!(o.signal === null || (typeof o.signal === 'string' && /^SIG[A-Z0-9]{1,12}$/.test(o.signal)))) bad('exit signal malformed', code, seq);
+      claim = { claim: 'exit', code: o.code as number | null, signal: o.signal as string | null };
+      break;
+    default:
+      bad('unknown claim type', code, seq);
+  }
+  if (canonicalJson(claim as unknown as CanonicalValue) !== text!) bad('not in canonical JSON form', code, seq);
+  return claim;
+}
+
+export function claimBytes(c: Claim): Buffer {
+  return Buffer.from(canonicalJson(c as unknown as CanonicalValue), 'utf8');
+}
+
+/**
+ * Folds the CLAIM entries of a chain, in seq order, into the manifest's
+ * summary: the last hello's hostname and command, the last exit, and the
+ * input and artifact files (the first MAX_SUMMARY_FILES of each, the rest
+ * counted). Bounded memory whatever the log holds.
+ */
+export class ClaimsCollector {
+  private any = false;
+  private hello: Extract<Claim, { claim: 'hello' }> | null = null;
+  private exit: Extract<Claim, { claim: 'exit' }> | null = null;
+  private inputs: ClaimedFile[] = [];
+  private artifacts: ClaimedFile[] = [];
+  private omittedInputs = 0;
+  private omittedArtifacts = 0;
+
+  add(c: Claim): void {
+    this.any = true;
+    switch (c.claim) {
+      case 'hello':
+        this.hello = c;
+        break;
+      case 'exit':
+        this.exit = c;
+        break;
+      case 'input':
+        if (this.inputs.length < MAX_SUMMARY_FILES) this.inputs.push({ path: c.path, size: c.size, sha256: c.sha256 });
+        else this.omittedInputs++;
+        break;
+      case 'artifact':
+        if (this.artifacts.length < MAX_SUMMARY_FILES) this.artifacts.push({ path: c.path, size: c.size, sha256: c.sha256 });
+        else this.omittedArtifacts++;
+        break;
+    }
+  }
+
+  summary(): ClaimsSummary | undefined {
+    if (!this.any) return undefined;
+    return {
+      inputs: this.inputs,
+      artifacts: this.artifacts,
+      ...(this.omittedInputs + this.omittedArtifacts > 0 ? { omitted: { inputs: this.omittedInputs, artifacts: this.omittedArtifacts } } : {}),
+      ...(this.exit ? { exit: { code: this.exit.code, signal: this.exit.signal } } : {}),
+      ...(this.hello ? { hostname: this.hello.hostname, command: this.hello.command } : {}),
+    };
+  }
+}
+
+/** SHA-256 and length of a byte stream (callers pass e.g. a file's read stream). */
+export async function sha256Stream(source: AsyncIterable<Uint8Array>): Promise<{ size: number; sha256: string }> {
+  const { createHash } = await import('node:crypto');
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const chunk of source) {
+    size += chunk.length;
+    h.update(chunk);
+  }
+  return { size, sha256: h.digest('hex') };
+}
