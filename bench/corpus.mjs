@@ -36,7 +36,7 @@ export function* corpusLines(count, seed = 42) {
     else if (r < 0.7) line = `    at ${pick(FUNCS)} (${file()}:${1 + Math.floor(rnd() * 900)})`;
     else if (r < 0.78) line = `  CC      ${file()}`;
     else if (r < 0.8) line = `\x1b[31m[ FAIL ]\x1b[0m test_${word()}: expected ${Math.floor(rnd() * 100)} got ${Math.floor(rnd() * 100)}`;
-    else if (r < 0.985) line = `make[${1 + Math.floor(rnd() * 3)}]: Entering directory '/home/user/build/${pick(DIRS)}' ${word()} ${word()}`;
+    else if (r < 0.995) line = `make[${1 + Math.floor(rnd() * 3)}]: Entering directory '/home/user/build/${pick(DIRS)}' ${word()} ${word()}`;
     else {
       const n = 512 + Math.floor(rnd() * 3584);
       let s = 'LDFLAGS=';

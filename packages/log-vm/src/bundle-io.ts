@@ -1,7 +1,21 @@
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import split2 from 'split2';
-import { AppendlogError, BUNDLE_FILES, ChainVerifier, MAX_MANIFEST_BYTES, MAX_RECORD_CHARS, checkManifestAgainstChain, formatRecord, parseManifest, parseRecord, sealHash, type ChainFacts, type SealManifest } from '@appendlog/shared';
+import {
+  AppendlogError,
+  BUNDLE_FILES,
+  ChainVerifier,
+  MAX_MANIFEST_BYTES,
+  MAX_RECORD_CHARS,
+  RecordBatch,
+  checkManifestAgainstChain,
+  formatRecord,
+  parseManifest,
+  parseRecordInto,
+  sealHash,
+  type ChainFacts,
+  type SealManifest,
+} from '@appendlog/shared';
 import { MAX_ARMORED_BYTES, checkSignatures, type SignatureReport, type TrustedKey } from '@appendlog/shared/signatures';
 import { blockEntries } from './entries.js';
 import { pushStoredBlock } from './verify-store.js';
@@ -124,26 +138,30 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
   if (!existsSync(path)) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is missing`);
   const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
   if (checkpoints !== undefined) verifier.expectHeads(checkpoints);
-  const lines = createReadStream(path).pipe(split2({ maxLength: MAX_RECORD_CHARS }));
+  const lines = createReadStream(path).pipe(split2('\n', { maxLength: MAX_RECORD_CHARS }));
   const batch = new RecordBatch();
+  const flush = (): void => {
+    if (batch.count === 0) return;
+    verifier.pushBlock(batch.data.subarray(0, batch.used), batch.hashes.subarray(0, batch.count * 32));
+    batch.clear();
+  };
   let n = 0;
   try {
     for await (const line of lines as AsyncIterable<string>) {
       n++;
-      let rec;
       try {
         if (line === '') throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
-        rec = parseRecord(line, n);
+        parseRecordInto(line, n, batch);
       } catch (e) {
-        batch.flush(verifier); // a changed entry before the bad line is the first failure
+        flush(); // a changed entry before the bad line is the first failure
         throw e;
       }
-      if (batch.add(rec.encoded, rec.hash)) {
-        batch.flush(verifier);
+      if (batch.full) {
+        flush();
         progress?.(n, manifest.entries);
       }
     }
-    batch.flush(verifier);
+    flush();
   } catch (e) {
     if (e instanceof AppendlogError) throw e;
     throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n + 1}: ${(e as Error).message}`);
@@ -183,37 +201,5 @@ export function checkSealLink(previousBytes: Buffer, manifest: SealManifest): vo
       'SEAL_CHAIN_BROKEN',
       `seal #${manifest.sealIndex} does not follow seal #${prev.sealIndex} (${prev.vm}/${prev.name}): prevSeal ${manifest.prevSeal ?? 'null'}, expected ${link}`,
     );
-  }
-}
-
-/** Collects parsed records into one buffer so the chain is hashed in batches. */
-class RecordBatch {
-  private data = Buffer.allocUnsafe(1 << 20);
-  private hashes = Buffer.allocUnsafe(4096 * 32);
-  private used = 0;
-  private count = 0;
-
-  /** Adds a record; true when the batch should be flushed. */
-  add(encoded: Buffer, hash: Buffer): boolean {
-    if (this.used + encoded.length > this.data.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.used + encoded.length));
-      this.data.copy(bigger, 0, 0, this.used);
-      this.data = bigger;
-    }
-    encoded.copy(this.data, this.used);
-    this.used += encoded.length;
-    hash.copy(this.hashes, this.count * 32);
-    this.count++;
-    return this.count === 4096 || this.used >= 1 << 20;
-  }
-
-  flush(verifier: ChainVerifier): void {
-    if (this.count === 0) return;
-    const data = this.data.subarray(0, this.used);
-    const hashes = this.hashes.subarray(0, this.count * 32);
-    this.used = 0;
-    this.count = 0;
-    verifier.pushBlock(data, hashes);
-    if (this.data.length > 8 << 20) this.data = Buffer.allocUnsafe(1 << 20);
   }
 }
