@@ -132,22 +132,20 @@ class Session {
     }
   }
 
-  flush(): void {
+  flush(endSession = false): void {
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
     if (this.builder.count === 0) return;
-    try {
-      const block = this.opts.store.append(this.log, this.builder);
-      this.head = { entries: block.firstSeq + block.count - 1, hash: block.head };
-      this.lines += this.pendingLines;
-      this.bytes += this.pendingBytes;
-    } finally {
-      this.pendingLines = 0;
-      this.pendingBytes = 0;
-      this.builder.reset();
-    }
+    // On failure the batch stays as it is: discard() drops it and reports what it held.
+    const block = this.opts.store.append(this.log, this.builder, endSession ? { endSession: this.session } : {});
+    this.head = { entries: block.firstSeq + block.count - 1, hash: block.head };
+    this.lines += this.pendingLines;
+    this.bytes += this.pendingBytes;
+    this.pendingLines = 0;
+    this.pendingBytes = 0;
+    this.builder.reset();
     if (this.opts.framed) this.maybeReceipt();
   }
 
@@ -266,16 +264,27 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     opts.signal?.removeEventListener('abort', onAbort);
   }
 
+  let dropRest = false;
   if (failure !== null) {
     const f: AppendlogError = failure;
+    const pending = s.pendingCounts();
     s.discard();
     if (f.code === 'LOG_SEALED') {
       // Sealed under us: nothing may follow the seal, so there is no close
       // event; the sender is told.
+      store.endLive(s.log, s.session);
       return { receipt: null, reason: 'sealed', error: f };
     }
-    reason = 'error';
-    detail = `not stored: ${f.message}`;
+    // The refused batch and the rest of the input are not stored; the chain says so.
+    dropRest = true;
+    const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch and the rest of the input were not stored`;
+    if (f.code === 'QUOTA_EXCEEDED') {
+      reason = 'quota';
+      s.event(Kind.NOTICE, canonicalBytes({ notice: 'quota-exceeded', detail: f.message, unread: lost }));
+    } else {
+      reason = 'error';
+    }
+    detail = `${f.message}; ${lost}`;
   }
 
   s.time = now();
@@ -302,7 +311,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     detail = protocolError.message;
   }
   // A line cut off by the end of input (or a disconnect) is kept, marked NOEOL.
-  for (const [kind, sc] of scanners) sc.end(emitterFor(kind));
+  if (!dropRest) for (const [kind, sc] of scanners) sc.end(emitterFor(kind));
   try {
     const pending = s.pendingCounts();
     const close: Record<string, string | number> = {
@@ -313,7 +322,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     };
     if (detail !== undefined) close.detail = detail;
     s.event(Kind.SESSION_CLOSE, canonicalBytes(close));
-    s.flush();
+    s.flush(true);
   } catch (e) {
     const err = isAppendlogError(e) ? e : new AppendlogError('STORE_ERROR', String(e));
     return { receipt: null, reason, error: failure ?? err };

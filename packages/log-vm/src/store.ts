@@ -64,6 +64,14 @@ CREATE TABLE IF NOT EXISTS seals (
   seal_hash  BLOB NOT NULL,
   prev_hash  BLOB
 );
+-- Sessions in progress, to notice one whose process died (SIGKILL, crash):
+-- the next session of the log records it as lost. Not part of the chain.
+CREATE TABLE IF NOT EXISTS live_sessions (
+  log_id  INTEGER NOT NULL REFERENCES logs (id),
+  session INTEGER NOT NULL,
+  pid     INTEGER NOT NULL,
+  PRIMARY KEY (log_id, session)
+);
 CREATE TABLE IF NOT EXISTS signatures (
   seal_index INTEGER NOT NULL REFERENCES seals (seal_index),
   n          INTEGER NOT NULL,
@@ -147,12 +155,23 @@ export interface SealRow {
   prev_hash: Buffer | null;
 }
 
+/** Byte quotas on line payloads; past them a session is closed with reason `quota`. */
+export interface Quotas {
+  logBytes: number;
+  vmBytes: number;
+}
+
+export const DEFAULT_QUOTAS: Quotas = { logBytes: 4 * 2 ** 30, vmBytes: 16 * 2 ** 30 };
+
 export interface StoreOptions {
   readonly?: boolean;
   /** Create the file (and schema) if missing; otherwise a missing store is LOG_NOT_FOUND. */
   create?: boolean;
   /** SQLite busy timeout: how long a writer waits for another's transaction. */
   busyTimeoutMs?: number;
+  /** Largest store file, in MiB (SQLite max_page_count); past it writes fail as disk full. */
+  maxStoreMiB?: number;
+  quotas?: Quotas;
 }
 
 /** What an append callback sees inside the write transaction. */
@@ -164,6 +183,8 @@ export interface TxnHead {
 export class Store {
   readonly db: Database.Database;
   readonly path: string;
+
+  quotas: Quotas = DEFAULT_QUOTAS;
 
   private constructor(db: Database.Database, path: string) {
     this.db = db;
@@ -201,15 +222,23 @@ export class Store {
             db.exec(SCHEMA);
             db.pragma(`user_version = ${SCHEMA_VERSION}`);
           }).immediate();
-        } else if (version !== SCHEMA_VERSION) {
+        } else if (version === SCHEMA_VERSION) {
+          db.exec(SCHEMA); // IF NOT EXISTS: adds what a store made by an earlier build lacks
+        } else {
           throw new AppendlogError('STORE_ERROR', `store ${path} has schema version ${version}; this logvm knows ${SCHEMA_VERSION}`);
         }
+      }
+      if (opts.maxStoreMiB !== undefined) {
+        const pageSize = db.pragma('page_size', { simple: true }) as number;
+        db.pragma(`max_page_count = ${Math.max(1, Math.floor((opts.maxStoreMiB * 2 ** 20) / pageSize))}`);
       }
     } catch (e) {
       db.close();
       throw storeError(`cannot prepare store ${path}`, e);
     }
-    return new Store(db, path);
+    const store = new Store(db, path);
+    if (opts.quotas) store.quotas = opts.quotas;
+    return store;
   }
 
   close(): void {
@@ -273,9 +302,22 @@ export class Store {
       }
       const head = this.getHead(log.id);
       if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${vm}/${name} is sealed; nothing more can be appended`);
+      this.checkQuota(log, head, 0);
+      // Sessions whose process is gone without a close event: record them as lost.
+      const live = this.db.prepare('SELECT session, pid FROM live_sessions WHERE log_id = ?').all(log.id) as Array<{ session: number; pid: number }>;
+      for (const l of live) {
+        if (processAlive(l.pid)) continue;
+        builder.add(now(), l.session, Kind.SESSION_CLOSE, 0, canonicalBytes({
+          reason: 'lost',
+          session: l.session,
+          detail: `the service process ${l.pid} ended without closing the session (killed or crashed); its entries up to seq ${head.entries} were committed, anything it had not committed is lost`,
+        }));
+        this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, l.session);
+      }
       session = head.sessions + 1;
       builder.add(now(), session, Kind.SESSION_OPEN, 0, canonicalBytes({ ...details, session, vm }));
       const block = this.insertBlock(log, head, builder, 1);
+      this.db.prepare('INSERT OR REPLACE INTO live_sessions (log_id, session, pid) VALUES (?, ?, ?)').run(log.id, session, process.pid);
       return { log, block };
     });
     try {
@@ -291,16 +333,43 @@ export class Store {
    * returns the committed block. Refuses (LOG_SEALED) when the log was sealed
    * meanwhile; nothing of the batch is stored then.
    */
-  append(log: LogRow, builder: BlockBuilder): FinishedBlock {
+  append(log: LogRow, builder: BlockBuilder, opts: { endSession?: number } = {}): FinishedBlock {
     const run = this.db.transaction(() => {
       const head = this.getHead(log.id);
       if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${log.vm}/${log.name} was sealed; the rest of this session is refused`);
-      return this.insertBlock(log, head, builder, 0);
+      if (builder.lineBytes > 0) this.checkQuota(log, head, builder.lineBytes);
+      const block = this.insertBlock(log, head, builder, 0);
+      if (opts.endSession !== undefined) this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.endSession);
+      return block;
     });
     try {
       return run.immediate();
     } catch (e) {
       throw storeError(`cannot append to ${log.vm}/${log.name}`, e);
+    }
+  }
+
+  /**
+   * Inside a transaction: refuses a batch that would take the log or its VM
+   * past a quota (`adding` 0: opening a session, refused once at the quota).
+   */
+  private checkQuota(log: LogRow, head: HeadRow, adding: number): void {
+    const over = (stored: number, quota: number): boolean => (adding === 0 ? stored >= quota : stored + adding > quota);
+    if (over(head.bytes, this.quotas.logBytes)) {
+      throw new AppendlogError('QUOTA_EXCEEDED', `log ${log.vm}/${log.name} ${adding === 0 ? 'is at' : 'would exceed'} its quota of ${this.quotas.logBytes} bytes (${head.bytes} stored)`);
+    }
+    const vmBytes = (this.db.prepare('SELECT COALESCE(SUM(h.bytes), 0) AS b FROM heads h JOIN logs l ON l.id = h.log_id WHERE l.vm = ?').get(log.vm) as { b: number }).b;
+    if (over(vmBytes, this.quotas.vmBytes)) {
+      throw new AppendlogError('QUOTA_EXCEEDED', `VM ${log.vm} ${adding === 0 ? 'is at' : 'would exceed'} its quota of ${this.quotas.vmBytes} bytes over all its logs (${vmBytes} stored)`);
+    }
+  }
+
+  /** Forgets a live session row (the session ended without a close entry, e.g. sealed under it). */
+  endLive(log: LogRow, session: number): void {
+    try {
+      this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, session);
+    } catch {
+      // best effort: at worst the next session records it as lost
     }
   }
 
@@ -379,5 +448,16 @@ export class Store {
     return (
       this.db.prepare('SELECT armored FROM signatures WHERE seal_index = ? ORDER BY n').all(sealIndex) as Array<{ armored: string }>
     ).map((r) => r.armored);
+  }
+}
+
+/** Whether a service process is still running (kill 0 checks existence; EPERM means it is). */
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -27,7 +27,7 @@ export class BlockBuilder {
   private used = 0;
   private offsets: Uint32Array;
   private n = 0;
-  private lineBytes = 0;
+  private lineBytesSum = 0;
   private lines = 0;
   private firstTime = 0;
   private lastTime = 0;
@@ -43,6 +43,11 @@ export class BlockBuilder {
 
   get byteLength(): number {
     return this.used;
+  }
+
+  /** Payload bytes of the line entries added so far (what quotas count). */
+  get lineBytes(): number {
+    return this.lineBytesSum;
   }
 
   add(time: number, session: number, kind: number, flags: number, payload: Uint8Array): void {
@@ -64,7 +69,7 @@ export class BlockBuilder {
     this.used += size;
     if (isLineKind(kind)) {
       this.lines++;
-      this.lineBytes += payload.length;
+      this.lineBytesSum += payload.length;
     }
     if (this.n === 1) this.firstTime = time;
     this.lastTime = time;
@@ -93,7 +98,7 @@ export class BlockBuilder {
       count: n,
       firstSeq,
       head: h,
-      lineBytes: this.lineBytes,
+      lineBytes: this.lineBytesSum,
       lines: this.lines,
       firstTime: this.firstTime,
       lastTime: this.lastTime,
@@ -103,7 +108,7 @@ export class BlockBuilder {
   reset(): void {
     this.used = 0;
     this.n = 0;
-    this.lineBytes = 0;
+    this.lineBytesSum = 0;
     this.lines = 0;
     // Give back memory after a burst of long lines.
     if (this.buf.length > 8 << 20) this.buf = Buffer.allocUnsafe(1 << 20);

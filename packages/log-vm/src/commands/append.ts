@@ -3,14 +3,18 @@ import { AppendlogError, DEFAULT_MAX_LINE, MAX_PAYLOAD, checkLogName, checkVmNam
 import { appendSession } from '../ingest.js';
 import { reportError, writeAll } from '../output.js';
 import { dbPath, withDb, type DbArgs } from './common.js';
-import { Store } from '../store.js';
+import { DEFAULT_QUOTAS, Store } from '../store.js';
+import { readServiceConfig } from '../config.js';
 
 interface AppendArgs extends DbArgs {
   qrexec?: boolean;
   vm?: string;
   name?: string;
-  'max-line': number;
-  'commit-interval': number;
+  'max-line'?: number;
+  'commit-interval'?: number;
+  'quota-log-mib'?: number;
+  'quota-vm-mib'?: number;
+  'max-store-mib'?: number;
   framed?: boolean;
 }
 
@@ -38,19 +42,25 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       .option('framed', { type: 'boolean', describe: 'framed mode (logsend) without --qrexec; under qrexec the argument _framed.NAME selects it' })
       .option('max-line', {
         type: 'number',
-        default: DEFAULT_MAX_LINE,
-        describe: 'longest line stored in one entry; longer lines become continued chunks',
+        describe: `longest line stored in one entry; longer lines become continued chunks (default ${DEFAULT_MAX_LINE})`,
       })
-      .option('commit-interval', { type: 'number', default: 50, describe: 'ms within which a received line is committed' })
+      .option('commit-interval', { type: 'number', describe: 'ms within which a received line is committed (default 50)' })
+      .option('quota-log-mib', { type: 'number', describe: `line bytes one log may hold, MiB (default ${DEFAULT_QUOTAS.logBytes / 2 ** 20})` })
+      .option('quota-vm-mib', { type: 'number', describe: `line bytes all logs of one VM may hold, MiB (default ${DEFAULT_QUOTAS.vmBytes / 2 ** 20})` })
+      .option('max-store-mib', { type: 'number', describe: 'largest store file, MiB (default: no cap but the disk)' })
       .check((a) => {
         if (a.qrexec && (a.vm !== undefined || a.name !== undefined || a.framed !== undefined)) {
           throw new Error('--qrexec takes the VM, name and mode from qrexec; do not pass --vm/--name/--framed');
         }
         if (!a.qrexec && (a.vm === undefined || a.name === undefined)) throw new Error('give --qrexec, or both --vm and --name');
         const ml = a['max-line'];
-        if (!Number.isInteger(ml) || ml < 1 || ml > MAX_PAYLOAD) throw new Error(`--max-line must be an integer from 1 to ${MAX_PAYLOAD}`);
+        if (ml !== undefined && (!Number.isInteger(ml) || ml < 1 || ml > MAX_PAYLOAD)) throw new Error(`--max-line must be an integer from 1 to ${MAX_PAYLOAD}`);
         const ci = a['commit-interval'];
-        if (!Number.isInteger(ci) || ci < 1 || ci > 60_000) throw new Error('--commit-interval must be an integer from 1 to 60000');
+        if (ci !== undefined && (!Number.isInteger(ci) || ci < 1 || ci > 60_000)) throw new Error('--commit-interval must be an integer from 1 to 60000');
+        for (const k of ['quota-log-mib', 'quota-vm-mib', 'max-store-mib'] as const) {
+          const v = a[k];
+          if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new Error(`--${k} must be a positive integer`);
+        }
         return true;
       }),
   handler: async (args) => {
@@ -74,7 +84,18 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       // be taken for the other.
       const mode = args.qrexec ? parseServiceArgument(argument) : { framed: args.framed === true, name: argument };
       const name = checkLogName(mode.name);
-      store = Store.open(dbPath(args), { create: true });
+      const config = readServiceConfig();
+      const maxLine = args['max-line'] ?? config.maxLine ?? DEFAULT_MAX_LINE;
+      if (!Number.isInteger(maxLine) || maxLine < 1 || maxLine > MAX_PAYLOAD) throw new AppendlogError('USAGE', `max line ${maxLine} out of range`);
+      const mib = (v: number | undefined, d: number): number => (v !== undefined && v > 0 ? v * 2 ** 20 : d);
+      store = Store.open(dbPath(args), {
+        create: true,
+        maxStoreMiB: args['max-store-mib'] ?? (config.maxStoreMiB || undefined),
+        quotas: {
+          logBytes: mib(args['quota-log-mib'] ?? config.quotaLogMiB, DEFAULT_QUOTAS.logBytes),
+          vmBytes: mib(args['quota-vm-mib'] ?? config.quotaVmMiB, DEFAULT_QUOTAS.vmBytes),
+        },
+      });
       const result = await appendSession({
         store,
         vm,
@@ -85,11 +106,14 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         onReceipt: (r) => {
           void tell(r);
         },
-        maxLine: args['max-line'],
-        commitIntervalMs: args['commit-interval'],
+        maxLine,
+        commitIntervalMs: args['commit-interval'] ?? config.commitIntervalMs ?? 50,
         signal: controller.signal,
       });
       if (result.receipt) await tell(result.receipt);
+      if (result.error?.code === 'QUOTA_EXCEEDED') {
+        throw new AppendlogError('QUOTA_EXCEEDED', `${result.error.message}; recorded in the log, session closed`);
+      }
       if (result.error?.code === 'FRAME_INVALID') {
         throw new AppendlogError('FRAME_INVALID', `${result.error.message}; recorded in the log, session closed (${result.reason})`);
       }

@@ -104,7 +104,7 @@ function describeEvent(e: StoredEntry): string {
     case Kind.SESSION_OPEN:
       return `session ${e.header.session} opened ${when} by VM ${s(v.vm)}, argument ${s(JSON.stringify(v.argument))}, mode ${s(v.mode)}`;
     case Kind.SESSION_CLOSE:
-      return `session ${e.header.session} closed ${when}: ${s(v.reason)}, ${s(v.lines)} lines, ${s(v.bytes)} bytes${
+      return `session ${e.header.session} closed ${when}: ${s(v.reason)}${v.lines !== undefined ? `, ${s(v.lines)} lines, ${s(v.bytes)} bytes` : ''}${
         v.detail !== undefined ? ` (${s(v.detail)})` : ''
       }`;
     case Kind.SEAL:
