@@ -40,6 +40,9 @@ function readConfig(): Config {
   return {};
 }
 
+/** A repeatable option (not declared `array`, which would swallow the command after it). */
+const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
 /** A log name from the command and the time, within the qrexec argument charset. */
 export function defaultName(command: string[], now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -56,8 +59,8 @@ const argv = await yargs(hideBin(process.argv))
   .option('name', { type: 'string', describe: 'log name (default: command and time)' })
   .option('transport', { choices: ['qrexec', 'command'] as const, describe: 'qrexec (default) or command' })
   .option('command', { type: 'string', describe: 'with --transport command: a shell command whose stdin/stdout reach the service' })
-  .option('input', { type: 'string', array: true, default: [] as string[], describe: 'file or glob hashed before the build (repeatable)' })
-  .option('artifact', { type: 'string', array: true, default: [] as string[], describe: 'file or glob hashed after the build (repeatable)' })
+  .option('input', { type: 'string', describe: 'file or glob hashed before the build (repeatable)' })
+  .option('artifact', { type: 'string', describe: 'file or glob hashed after the build (repeatable)' })
   .option('receipts', { type: 'string', describe: 'append the receipts of the log VM to this file (JSON lines)' })
   .option('on-log-failure', { choices: ['stop', 'continue'] as const, default: 'stop' as const, describe: 'stop the build when the log fails, or let it finish (and still exit non-zero)' })
   .option('qrexec-client', { type: 'string', default: process.env.APPENDLOG_QREXEC_CLIENT ?? 'qrexec-client-vm', hidden: true })
@@ -95,8 +98,8 @@ try {
     name,
     transport,
     command,
-    inputs: argv.input,
-    artifacts: argv.artifact,
+    inputs: list(argv.input),
+    artifacts: list(argv.artifact),
     receipts: argv.receipts,
     onLogFailure: argv['on-log-failure'],
   });

@@ -1,6 +1,7 @@
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import type { WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import split2 from 'split2';
 import {
   AppendlogError,
   BUNDLE_FILES,
@@ -44,13 +45,15 @@ export async function exportBundle(store: Store, vm: string, name: string, outDi
   const partial = `${outDir}.partial`;
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(join(partial, BUNDLE_FILES.signatures), { recursive: true });
+  let stream: WriteStream | undefined;
   try {
     writeFileSync(join(partial, BUNDLE_FILES.manifest), seal.manifest);
     store.signatures(seal.seal_index).forEach((armored, i) => {
       writeFileSync(join(partial, BUNDLE_FILES.signatures, `${String(i + 1).padStart(2, '0')}.asc`), armored);
     });
     const verifier = new ChainVerifier({ vm: log.vm, name: log.name, created: log.created });
-    const stream = createWriteStream(join(partial, BUNDLE_FILES.entries));
+    stream = createWriteStream(join(partial, BUNDLE_FILES.entries));
+    stream.on('error', () => undefined); // reported through the writes and end() below
     const out = new BufferedWriter(stream, 256 * 1024);
     for (const block of store.blocks(log.id)) {
       pushStoredBlock(verifier, block);
@@ -60,7 +63,8 @@ export async function exportBundle(store: Store, vm: string, name: string, outDi
       }
     }
     await out.flush();
-    await new Promise<void>((resolve, reject) => stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    const ending = stream;
+    await new Promise<void>((resolve, reject) => ending.end((err?: Error | null) => (err ? reject(err) : resolve())));
     const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the seal manifest' });
     checkManifestAgainstChain(manifest, facts);
     writeFileSync(join(partial, 'README.txt'), bundleReadme(manifest));
@@ -68,6 +72,11 @@ export async function exportBundle(store: Store, vm: string, name: string, outDi
     renameSync(partial, outDir);
     return { manifest, facts };
   } catch (e) {
+    // Let the half-written file close before removing it (else its late error is unhandled).
+    if (stream !== undefined && !stream.closed) {
+      stream.destroy();
+      await once(stream, 'close').catch(() => undefined);
+    }
     rmSync(partial, { recursive: true, force: true });
     throw e;
   }
@@ -124,8 +133,8 @@ export function readBundleSignatures(dir: string): Array<{ file: string; armored
 
 /**
  * Streams entries.jsonl through the chain verifier in constant memory and
- * checks the end against the manifest. split2 reads the JSON Lines (they are
- * UTF-8 JSON by definition); a line longer than any valid record is refused.
+ * checks the end against the manifest. The JSON Lines are UTF-8 by
+ * definition (LineSplitter); a line longer than any valid record is refused.
  */
 export interface Checkpoint {
   seq: number;
@@ -138,7 +147,8 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
   if (!existsSync(path)) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is missing`);
   const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
   if (checkpoints !== undefined) verifier.expectHeads(checkpoints);
-  const lines = createReadStream(path).pipe(split2('\n', { maxLength: MAX_RECORD_CHARS }));
+  const input = createReadStream(path, { highWaterMark: 1 << 20 });
+  const lines = new LineSplitter(MAX_RECORD_CHARS);
   const batch = new RecordBatch();
   const flush = (): void => {
     if (batch.count === 0) return;
@@ -146,27 +156,29 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
     batch.clear();
   };
   let n = 0;
-  try {
-    for await (const line of lines as AsyncIterable<string>) {
-      n++;
-      try {
-        if (line === '') throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
-        parseRecordInto(line, n, batch);
-      } catch (e) {
-        flush(); // a changed entry before the bad line is the first failure
-        throw e;
-      }
-      if (batch.full) {
-        flush();
-        progress?.(n, manifest.entries);
-      }
+  const onLine = (line: string): void => {
+    n++;
+    try {
+      if (line === '') throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
+      parseRecordInto(line, n, batch);
+    } catch (e) {
+      flush(); // a changed entry before the bad line is the first failure
+      throw e;
     }
+    if (batch.full) {
+      flush();
+      progress?.(n, manifest.entries);
+    }
+  };
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer>) lines.push(chunk, onLine);
+    lines.end(onLine);
     flush();
   } catch (e) {
     if (e instanceof AppendlogError) throw e;
     throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n + 1}: ${(e as Error).message}`);
   } finally {
-    lines.destroy();
+    input.destroy();
   }
   const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the signed manifest' });
   checkManifestAgainstChain(manifest, facts);
@@ -201,5 +213,60 @@ export function checkSealLink(previousBytes: Buffer, manifest: SealManifest): vo
       'SEAL_CHAIN_BROKEN',
       `seal #${manifest.sealIndex} does not follow seal #${prev.sealIndex} (${prev.vm}/${prev.name}): prevSeal ${manifest.prevSeal ?? 'null'}, expected ${link}`,
     );
+  }
+}
+
+/**
+ * Splits a UTF-8 file into lines, in linear time and bounded memory: a line
+ * longer than `maxChars` bytes is refused as soon as it is that long (split2
+ * would re-scan its buffer on every chunk: quadratic on a hostile long line),
+ * and bytes that are not UTF-8 are refused rather than replaced. Lines are
+ * handed over synchronously, chunk by chunk.
+ */
+class LineSplitter {
+  private readonly decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  private parts: Buffer[] = [];
+  private size = 0;
+  private lineNo = 0;
+
+  constructor(private readonly maxChars: number) {}
+
+  private decode(b: Buffer): string {
+    try {
+      return this.decoder.decode(b);
+    } catch {
+      throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${this.lineNo}: not valid UTF-8`);
+    }
+  }
+
+  private tooLong(): never {
+    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${this.lineNo + 1}: longer than any valid record`);
+  }
+
+  push(chunk: Buffer, onLine: (line: string) => void): void {
+    let pos = 0;
+    for (let nl = chunk.indexOf(10, pos); nl >= 0; nl = chunk.indexOf(10, pos)) {
+      const piece = chunk.subarray(pos, nl);
+      if (this.size + piece.length > this.maxChars) this.tooLong();
+      this.lineNo++;
+      onLine(this.decode(this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece])));
+      this.parts = [];
+      this.size = 0;
+      pos = nl + 1;
+    }
+    if (pos < chunk.length) {
+      this.size += chunk.length - pos;
+      if (this.size > this.maxChars) this.tooLong();
+      this.parts.push(chunk.subarray(pos));
+    }
+  }
+
+  /** A last line without its newline. */
+  end(onLine: (line: string) => void): void {
+    if (this.size === 0) return;
+    this.lineNo++;
+    onLine(this.decode(Buffer.concat(this.parts)));
+    this.parts = [];
+    this.size = 0;
   }
 }

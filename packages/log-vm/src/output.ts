@@ -62,3 +62,11 @@ export function reportError(e: unknown, prefix = 'logvm'): AppendlogError {
 export function isoTime(ms: number | null | undefined): string {
   return ms === null || ms === undefined ? '-' : new Date(ms).toISOString();
 }
+
+/**
+ * A repeatable option's values. Options are not declared `array` (which would
+ * swallow a positional argument after them); yargs collects repeats.
+ */
+export function asList(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}

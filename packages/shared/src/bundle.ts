@@ -88,37 +88,78 @@ function bad(lineNo: number, msg: string): never {
   throw new AppendlogError('MALFORMED_BUNDLE', `entries.jsonl line ${lineNo}: ${msg}`);
 }
 
-const isUint = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max;
 
-/** Writes one record into the batch (header, payload, stated hash). */
-function put(batch: RecordBatch, lineNo: number, seq: number, time: number, session: number, kind: number, flags: number, payload: string | Buffer, hash: string): void {
+/** Writes one record into the batch (header and payload; its stated hash is already in place). */
+function put(batch: RecordBatch, lineNo: number, seq: number, time: number, session: number, kind: number, flags: number, payload: string | Buffer): void {
   const length = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
   if (length > MAX_PAYLOAD) bad(lineNo, 'payload exceeds the format limit');
   const off = batch.reserve(length);
   writeHeader(batch.data, off, seq, time, session, kind, flags, length);
   if (typeof payload === 'string') batch.data.write(payload, off + ENTRY_HEADER_SIZE, length, 'utf8');
   else payload.copy(batch.data, off + ENTRY_HEADER_SIZE);
-  // Buffer#write stops at the first character that is not hex.
-  if (hash.length !== 64 || batch.hashes.write(hash, batch.count * HASH_SIZE, HASH_SIZE, 'hex') !== HASH_SIZE) {
-    bad(lineNo, 'hash is not 64 hex digits');
-  }
   batch.used = off + ENTRY_HEADER_SIZE + length;
   batch.count++;
 }
 
 /**
- * Parses one line of an untrusted entries.jsonl into the batch. Every
- * deviation (broken JSON, unknown or missing fields, wrong types, huge
- * numbers, bad base64) is a coded MALFORMED_BUNDLE naming the line.
- *
- * Lines exactly as `formatRecord` writes them, with a `text` that needs no
- * JSON unescaping, take a fast path that reads the fields in place; every
- * other line goes through JSON.parse and full validation. Both accept the
- * same lines and yield the same bytes (a property test checks this).
+ * Parses one line of an untrusted entries.jsonl into the batch. A record has
+ * exactly the layout `formatRecord` writes (fields in that order, no
+ * whitespace; the payload as `text` or `base64`), so every record has one
+ * reading: no duplicate fields, no parser differences. Any deviation (broken
+ * JSON, unknown, missing or repeated fields, wrong types, huge numbers, bad
+ * base64, upper-case hex) is a coded MALFORMED_BUNDLE naming the line.
  */
 export function parseRecordInto(line: string, lineNo: number, batch: RecordBatch): void {
-  if (!fastRecord(line, lineNo, batch)) slowRecord(line, lineNo, batch);
+  if (line.length > MAX_RECORD_CHARS) bad(lineNo, 'line too long');
+  let i = expect(line, 0, '{"seq":');
+  if (i < 0) bad(lineNo, 'not a record: expected {"seq":');
+  const seq = digits(line, i);
+  if (seq === null || seq[0] < 1) bad(lineNo, 'seq is not a positive safe integer');
+  if ((i = expect(line, seq[1], ',"time":')) < 0) bad(lineNo, 'expected "time" after "seq"');
+  const time = digits(line, i);
+  if (time === null) bad(lineNo, 'time is not a non-negative safe integer');
+  if ((i = expect(line, time[1], ',"session":')) < 0) bad(lineNo, 'expected "session" after "time"');
+  const session = digits(line, i);
+  if (session === null || session[0] > 0xffffffff) bad(lineNo, 'session is not a u32');
+  if ((i = expect(line, session[1], ',"kind":"')) < 0) bad(lineNo, 'expected "kind" after "session"');
+  const q = line.indexOf('"', i);
+  const kind = q < 0 ? undefined : KIND_BY_NAME.get(line.slice(i, q));
+  if (kind === undefined) bad(lineNo, 'kind is not a known kind name');
+  if ((i = expect(line, q, '","flags":')) < 0) bad(lineNo, 'expected "flags" after "kind"');
+  const flags = digits(line, i);
+  if (flags === null || flags[0] > 0xff) bad(lineNo, 'flags is not a u8');
+  // The rest is "text":"..." or "base64":"...", then ,"hash":"<64 hex>"}
+  const tail = line.length - 76;
+  if (tail < flags[1] || expect(line, tail, '","hash":"') < 0 || !line.endsWith('"}')) bad(lineNo, 'expected ,"hash":"<64 hex digits>"} at the end');
+  const hash = line.slice(tail + 10, tail + 74);
+  // Buffer#write('hex') stops at the first non-hex character; upper case is refused too.
+  if (batch.hashes.write(hash, batch.count * HASH_SIZE, HASH_SIZE, 'hex') !== HASH_SIZE || UPPER_HEX.test(hash)) {
+    bad(lineNo, 'hash is not 64 lowercase hex digits');
+  }
+  let payload: string | Buffer;
+  if ((i = expect(line, flags[1], ',"text":"')) >= 0) {
+    const raw = line.slice(i, tail);
+    if (SIMPLE_TEXT.test(raw)) payload = raw;
+    else {
+      // Escapes (\u001b of colour codes, \t, \"): decode the string literal
+      // alone; it must be exactly one valid JSON string.
+      try {
+        payload = JSON.parse(`"${raw}"`) as string;
+      } catch {
+        bad(lineNo, 'text is not a valid JSON string');
+      }
+    }
+  } else if ((i = expect(line, flags[1], ',"base64":"')) >= 0) {
+    const raw = line.slice(i, tail);
+    if (!BASE64_RE.test(raw)) bad(lineNo, 'base64 is not canonical base64');
+    payload = Buffer.from(raw, 'base64');
+  } else {
+    bad(lineNo, 'expected "text" or "base64" after "flags"');
+  }
+  put(batch, lineNo, seq[0], time[0], session[0], kind, flags[0], payload);
 }
+
+const UPPER_HEX = /[A-F]/;
 
 const SIMPLE_TEXT = /^[^"\\\u0000-\u001f]*$/;
 
@@ -139,71 +180,4 @@ function digits(line: string, i: number): [number, number] | null {
 
 function expect(line: string, i: number, lit: string): number {
   return line.startsWith(lit, i) ? i + lit.length : -1;
-}
-
-function fastRecord(line: string, lineNo: number, batch: RecordBatch): boolean {
-  let i = expect(line, 0, '{"seq":');
-  if (i < 0) return false;
-  const seq = digits(line, i);
-  if (seq === null || seq[0] < 1 || (i = expect(line, seq[1], ',"time":')) < 0) return false;
-  const time = digits(line, i);
-  if (time === null || (i = expect(line, time[1], ',"session":')) < 0) return false;
-  const session = digits(line, i);
-  if (session === null || session[0] > 0xffffffff || (i = expect(line, session[1], ',"kind":"')) < 0) return false;
-  const q = line.indexOf('"', i);
-  if (q < 0) return false;
-  const kind = KIND_BY_NAME.get(line.slice(i, q));
-  if (kind === undefined || (i = expect(line, q, '","flags":')) < 0) return false;
-  const flags = digits(line, i);
-  if (flags === null || flags[0] > 0xff || (i = expect(line, flags[1], ',"text":"')) < 0) return false;
-  // The rest must be TEXT","hash":"<64>"}
-  const tail = line.length - 76;
-  if (tail < i || expect(line, tail, '","hash":"') < 0 || !line.endsWith('"}')) return false;
-  let text = line.slice(i, tail);
-  if (!SIMPLE_TEXT.test(text)) {
-    // Escapes (\u001b of colour codes, \t, \"): decode the string literal
-    // alone; if it is not exactly one valid JSON string, take the slow path.
-    try {
-      text = JSON.parse(`"${text}"`) as string;
-    } catch {
-      return false;
-    }
-  }
-  put(batch, lineNo, seq[0], time[0], session[0], kind, flags[0], text, line.slice(tail + 10, tail + 74));
-  return true;
-}
-
-function slowRecord(line: string, lineNo: number, batch: RecordBatch): void {
-  if (line.length > MAX_RECORD_CHARS) bad(lineNo, 'line too long');
-  let v: unknown;
-  try {
-    v = JSON.parse(line);
-  } catch (e) {
-    bad(lineNo, `not valid JSON (${(e as Error).message.slice(0, 100)})`);
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) bad(lineNo, 'not a JSON object');
-  const o = v as Record<string, unknown>;
-  let fields = 0;
-  for (const k in o) {
-    fields++;
-    if (!['seq', 'time', 'session', 'kind', 'flags', 'text', 'base64', 'hash'].includes(k)) bad(lineNo, `unknown field ${JSON.stringify(k).slice(0, 60)}`);
-  }
-  if (fields !== 7) bad(lineNo, 'expected exactly seq, time, session, kind, flags, hash and one of text/base64');
-  const { seq, time, session, kind, flags, text, base64, hash } = o;
-  if (!isUint(seq, Number.MAX_SAFE_INTEGER) || seq < 1) bad(lineNo, 'seq is not a positive safe integer');
-  if (!isUint(time, Number.MAX_SAFE_INTEGER)) bad(lineNo, 'time is not a non-negative safe integer');
-  if (!isUint(session, 0xffffffff)) bad(lineNo, 'session is not a u32');
-  if (!isUint(flags, 0xff)) bad(lineNo, 'flags is not a u8');
-  const kindValue = typeof kind === 'string' ? KIND_BY_NAME.get(kind) : undefined;
-  if (kindValue === undefined) bad(lineNo, 'kind is not a known kind name');
-  if (typeof hash !== 'string') bad(lineNo, 'hash is not a string');
-  let payload: string | Buffer;
-  if (text !== undefined) {
-    if (typeof text !== 'string') bad(lineNo, 'text is not a string');
-    payload = text;
-  } else {
-    if (typeof base64 !== 'string' || !BASE64_RE.test(base64)) bad(lineNo, 'base64 is not canonical base64');
-    payload = Buffer.from(base64, 'base64');
-  }
-  put(batch, lineNo, seq, time, session, kindValue, flags, payload, hash);
 }

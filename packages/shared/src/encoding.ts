@@ -150,6 +150,7 @@ export interface LogIdentity {
 }
 
 export function encodeGenesis(id: LogIdentity): Buffer {
+  if (!Number.isSafeInteger(id.created) || id.created < 0) throw new AppendlogError('BAD_ENTRY', 'log creation time out of range');
   const vm = Buffer.from(id.vm, 'utf8');
   const name = Buffer.from(id.name, 'utf8');
   if (vm.length > 255 || name.length > 255) throw new AppendlogError('BAD_ENTRY', 'log identity too long');

@@ -10,15 +10,21 @@ import { AppendlogError } from './errors.js';
 export const LOG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /**
- * Qubes VM names (qubes-core-admin validate_name): a letter first, then
- * letters, digits, `_` or `-`, at most 31 characters. The source VM comes from
+ * Qubes VM names: a letter first, then letters, digits, `_`, `.` or `-`, at
+ * most 31 characters (qrexec's qubes_pure_is_valid_qube_name accepts `.`;
+ * qubes-core-admin is stricter). The source VM comes from
  * QREXEC_REMOTE_DOMAIN, set by dom0; we still check its shape before storing.
  */
-export const VM_NAME_RE = /^[A-Za-z][A-Za-z0-9_-]{0,30}$/;
+export const VM_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 
-/** Quote an untrusted value for an error message: printable, bounded. */
+/** Quote an untrusted value for an error message: printable, bounded, terminal-safe. */
 export function quoteUntrusted(value: string, max = 80): string {
-  const shown = JSON.stringify(value.length > max ? value.slice(0, max) : value);
+  // JSON.stringify escapes C0 controls and lone surrogates; escape what it
+  // leaves that a terminal would act on (DEL, C1, bidi and line separators).
+  const shown = JSON.stringify(value.length > max ? value.slice(0, max) : value).replace(
+    /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ufff9-\ufffb]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
   return value.length > max ? `${shown}... (${value.length} characters)` : shown;
 }
 

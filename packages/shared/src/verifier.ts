@@ -86,6 +86,10 @@ export class ChainVerifier {
    */
   push(encoded: Uint8Array, storedHash?: Uint8Array): void {
     this.check(encoded, 0, encoded.length);
+    if (storedHash !== undefined && storedHash.length !== HASH_SIZE) {
+      const seq = this.next - 1;
+      throw new AppendlogError('CHAIN_HASH_MISMATCH', `seq ${seq}: the stored hash is ${storedHash.length} bytes, not ${HASH_SIZE}`, { seq });
+    }
     this.offsets[0] = 0;
     this.offsets[1] = encoded.length;
     this.chain(encoded, 1, storedHash);
@@ -105,7 +109,11 @@ export class ChainVerifier {
       if (n + 1 >= this.offsets.length) this.grow();
       let h: DecodedHeader | undefined;
       try {
-        h = decodeHeader(data, off);
+        try {
+          h = decodeHeader(data, off);
+        } catch (e) {
+          throw new AppendlogError('BAD_ENTRY', `entry after seq ${this.next - 1}: ${(e as Error).message}`, { seq: this.next });
+        }
         const end = h === undefined ? -1 : off + ENTRY_HEADER_SIZE + h.length;
         if (h === undefined || end > data.length) {
           throw new AppendlogError('BAD_ENTRY', `seq ${this.next}: entry encoding is truncated`, { seq: this.next });
@@ -120,10 +128,14 @@ export class ChainVerifier {
         break;
       }
     }
-    if (storedHashes !== undefined && storedHashes.length < n * HASH_SIZE) {
-      failure ??= new AppendlogError('BAD_ENTRY', 'fewer stored hashes than entries', { seq: this.next });
-    }
     // Earlier entries first: a changed entry before a malformed one is the first failure.
+    if (storedHashes !== undefined && storedHashes.length !== n * HASH_SIZE) {
+      const have = Math.min(n, Math.floor(storedHashes.length / HASH_SIZE));
+      const first = this.next - this.pending;
+      if (have > 0) this.chain(data, have, storedHashes);
+      this.pending = 0;
+      throw failure ?? new AppendlogError('BAD_ENTRY', `${storedHashes.length / HASH_SIZE} stored hashes for ${n} entries`, { seq: first + have });
+    }
     if (n > 0) this.chain(data, n, storedHashes);
     if (failure !== undefined) throw failure instanceof AppendlogError ? failure : new AppendlogError('BAD_ENTRY', String(failure), { seq: this.next });
     return n;

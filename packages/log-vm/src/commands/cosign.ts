@@ -1,13 +1,13 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { BUNDLE_FILES } from '@appendlog/shared';
-import { reportError, writeAll } from '../output.js';
+import { asList, reportError, writeAll } from '../output.js';
 
 interface CosignArgs {
   bundle: string;
   signer: string;
-  key?: string[];
+  key?: string | string[];
 }
 
 
@@ -24,7 +24,7 @@ export const cosignCommand: CommandModule<object, CosignArgs> = {
     y
       .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle directory' })
       .option('signer', { type: 'string', demandOption: true, describe: 'split-gpg[:KEYID], gpg[:KEYID] or key-file:PATH' })
-      .option('key', { type: 'string', array: true, describe: 'also check the existing signatures against these public keys' }) as never,
+      .option('key', { type: 'string', describe: 'also check the existing signatures against this public key (repeatable)' }) as never,
   handler: async (args) => {
     // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     try {
@@ -34,14 +34,16 @@ export const cosignCommand: CommandModule<object, CosignArgs> = {
       const { loadKeys } = await import('./keys.js');
       const signer = parseSignerSpec(args.signer);
       const { manifest, bytes } = readBundleManifest(args.bundle);
-      if (args.key && args.key.length > 0) {
-        await checkSignatures(bytes, readBundleSignatures(args.bundle), await loadKeys(args.key), 1);
+      const keyFiles = asList(args.key);
+      if (keyFiles.length > 0) {
+        await checkSignatures(bytes, readBundleSignatures(args.bundle), await loadKeys(keyFiles), 1);
       }
       await verifyBundleEntries(args.bundle, manifest);
       const signature = await signer.sign(bytes);
       const issuers = await signatureIssuers(signature);
       const dir = join(args.bundle, BUNDLE_FILES.signatures);
-      const taken = existsSync(dir) ? readdirSync(dir) : [];
+      mkdirSync(dir, { recursive: true });
+      const taken = readdirSync(dir);
       let n = taken.length + 1;
       while (taken.includes(`${String(n).padStart(2, '0')}.asc`)) n++;
       const file = join(dir, `${String(n).padStart(2, '0')}.asc`);

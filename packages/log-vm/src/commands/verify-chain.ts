@@ -2,17 +2,17 @@ import { existsSync, statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { AppendlogError, escapeForTerminal, parseLogRef, sha256Stream, type ChainFacts, type SealManifest } from '@appendlog/shared';
 import type { SignatureReport } from '@appendlog/shared/signatures';
-import { isoTime, reportError, toCodedError, writeAll } from '../output.js';
+import { asList, isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { makeProgress } from '../progress.js';
 import { openStore, withDb, type DbArgs } from './common.js';
 
 interface VerifyArgs extends DbArgs {
   target: string;
-  key?: string[];
+  key?: string | string[];
   threshold: number;
   previous?: string;
-  receipt?: string[];
-  artifact?: string[];
+  receipt?: string | string[];
+  artifact?: string | string[];
   json?: boolean;
 }
 
@@ -74,11 +74,11 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
   builder: (y) =>
     withDb(y)
       .positional('target', { type: 'string', demandOption: true, describe: 'bundle directory, or VM/NAME in the store' })
-      .option('key', { type: 'string', array: true, describe: 'trusted public key file (armored); repeat for M-of-N' })
+      .option('key', { type: 'string', describe: 'trusted public key file (armored); repeat for M-of-N' })
       .option('threshold', { type: 'number', default: 1, describe: 'valid signatures needed, by distinct trusted keys' })
       .option('previous', { type: 'string', describe: 'bundle of the seal made just before: check the link of the seal chain' })
-      .option('receipt', { type: 'string', array: true, describe: 'receipts kept by logsend --receipts: the log must extend every one' })
-      .option('artifact', { type: 'string', array: true, describe: 'a release file: its SHA-256 must be among the sealed artifacts' })
+      .option('receipt', { type: 'string', describe: 'receipts kept by logsend --receipts: the log must extend every one' })
+      .option('artifact', { type: 'string', describe: 'a release file: its SHA-256 must be among the sealed artifacts' })
       .option('json', { type: 'boolean', describe: 'print the result as JSON' })
       .check((a) => {
         if (!Number.isSafeInteger(a.threshold) || a.threshold < 1) throw new Error('--threshold must be a positive integer');
@@ -94,18 +94,21 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const { readReceipts } = await import('../receipts.js');
       const { readBundleManifest } = await import('../bundle-io.js');
       const isBundle = args.db === undefined && existsSync(args.target) && statSync(args.target).isDirectory();
-      const keys = args.key && args.key.length > 0 ? await loadKeys(args.key) : undefined;
+      const keyFiles = asList(args.key);
+      const receiptFiles = asList(args.receipt);
+      const artifactFiles = asList(args.artifact);
+      const keys = keyFiles.length > 0 ? await loadKeys(keyFiles) : undefined;
       let outcome: Outcome;
       if (isBundle) {
         if (keys === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc');
-        const checkpoints = args.receipt ? readReceipts(args.receipt, logName(readBundleManifest(args.target).manifest)) : undefined;
+        const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName(readBundleManifest(args.target).manifest)) : undefined;
         const r = await verifyBundle(args.target, keys, args.threshold, { progress, previous: args.previous, checkpoints });
         outcome = { source: 'bundle', state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
       } else {
         const { vm, name } = parseLogRef(args.target);
         const store = openStore(args);
         try {
-          const checkpoints = args.receipt ? readReceipts(args.receipt, `${vm}/${name}`) : undefined;
+          const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, `${vm}/${name}`) : undefined;
           const r = await verifyStoredLog(store, store.requireLog(vm, name), { keys, threshold: args.threshold, progress, checkpoints });
           outcome = { source: 'store', ...r };
         } finally {
@@ -113,8 +116,8 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
         }
       }
       progress.done();
-      if (args.receipt) outcome.receipts = args.receipt.length;
-      if (args.artifact) outcome.artifacts = await matchArtifacts(args.artifact, outcome);
+      if (receiptFiles.length > 0) outcome.receipts = receiptFiles.length;
+      if (artifactFiles.length > 0) outcome.artifacts = await matchArtifacts(artifactFiles, outcome);
       await printOk(args.json === true, outcome);
     } catch (e) {
       progress.done();
