@@ -9,7 +9,7 @@
  * a change of the format in src shows up as a failing test.
  */
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -48,6 +48,7 @@ export interface Receipt {
   head: string;
   lines: number;
   bytes: number;
+  final?: boolean;
 }
 
 export interface ListedLog {
@@ -79,6 +80,8 @@ export function receiptOf(r: RunResult): Receipt {
   const lines = jsonLines(r.stdout);
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatchObject({ type: 'receipt' });
+  // Raw mode sends one receipt, at the end of the session.
+  expect(lines[0]!.final ?? true).toBe(true);
   return lines[0] as unknown as Receipt;
 }
 
@@ -155,6 +158,24 @@ export function readBlocks(db: string, vm: string, name: string): BlockInfo[] {
       .all(vm, name) as BlockInfo[];
   } finally {
     conn.close();
+  }
+}
+
+/**
+ * Sessions opened so far in the whole store (0 while it does not exist yet):
+ * a read-only peek, cheap enough to poll while writers are starting.
+ */
+export function openSessions(db: string): number {
+  if (!existsSync(db)) return 0;
+  try {
+    const conn = new Database(db, { readonly: true, fileMustExist: true });
+    try {
+      return (conn.prepare('SELECT coalesce(sum(sessions), 0) AS n FROM heads').get() as { n: number }).n;
+    } finally {
+      conn.close();
+    }
+  } catch {
+    return 0; // the schema is still being created
   }
 }
 
