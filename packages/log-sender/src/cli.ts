@@ -62,6 +62,7 @@ const argv = await yargs(hideBin(process.argv))
   .option('input', { type: 'string', describe: 'file or glob hashed before the build (repeatable)' })
   .option('artifact', { type: 'string', describe: 'file or glob hashed after the build (repeatable)' })
   .option('receipts', { type: 'string', describe: 'append the receipts of the log VM to this file (JSON lines)' })
+  .option('connect-timeout', { type: 'number', default: 300, describe: 'seconds to wait for the log VM to acknowledge the session before the build starts' })
   .option('on-log-failure', { choices: ['stop', 'continue'] as const, default: 'stop' as const, describe: 'stop the build when the log fails, or let it finish (and still exit non-zero)' })
   .option('qrexec-client', { type: 'string', default: process.env.APPENDLOG_QREXEC_CLIENT ?? 'qrexec-client-vm', hidden: true })
   .strict()
@@ -102,6 +103,7 @@ try {
     artifacts: list(argv.artifact),
     receipts: argv.receipts,
     onLogFailure: argv['on-log-failure'],
+    connectTimeoutMs: argv['connect-timeout'] * 1000,
   });
   process.exitCode = res.exitCode;
 } catch (e) {

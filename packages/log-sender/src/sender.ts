@@ -37,6 +37,8 @@ export interface SendOptions {
   stdin?: Readable;
   stdout?: Writable;
   stderr?: Writable;
+  /** How long to wait for the log VM's first receipt before giving up (the build has not started). */
+  connectTimeoutMs?: number;
   /** Grace period between SIGTERM and SIGKILL when the build is stopped. */
   killAfterMs?: number;
 }
@@ -64,6 +66,9 @@ class LogLink {
   finalReceipt: Receipt | null = null;
   private readonly exited: Promise<void>;
   private closed = false;
+  private broken = false;
+  private readyWaiters: Array<{ resolve: () => void; reject: (e: AppendlogError) => void }> = [];
+  private acknowledged = false;
   private readonly listeners: Array<(e: AppendlogError) => void> = [];
 
   constructor(
@@ -89,7 +94,12 @@ class LogLink {
       });
       this.child.on('close', () => resolve());
     });
-    this.child.stdin!.on('error', (e) => this.fail(new AppendlogError('LOG_FAILED', `cannot write to the log VM: ${e.message}`)));
+    // A write error (EPIPE) says the transport is gone; its exit status says
+    // why (126: policy refused), so wait a moment for it before judging.
+    this.child.stdin!.on('error', (e) => {
+      this.broken = true;
+      setTimeout(() => this.fail(new AppendlogError('LOG_FAILED', `cannot write to the log VM: ${e.message}`)), 2000).unref();
+    });
     // The service answers with JSON lines: receipts, or an error.
     this.child.stdout!.pipe(split2()).on('data', (line: string) => this.onLine(line));
   }
@@ -102,6 +112,19 @@ class LogLink {
     if (this.failure !== null) return;
     this.failure = e;
     for (const fn of this.listeners) fn(e);
+    for (const w of this.readyWaiters.splice(0)) w.reject(e);
+  }
+
+  /** Ends the wait for the acknowledgement with a failure. */
+  giveUp(e: AppendlogError): void {
+    this.fail(e);
+  }
+
+  /** Resolves once the log VM has acknowledged the session (its first receipt). */
+  ready(): Promise<void> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.acknowledged) return Promise.resolve();
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
   private onLine(line: string): void {
@@ -115,6 +138,10 @@ class LogLink {
     const m = msg as Record<string, unknown>;
     if (m.type === 'receipt' && typeof m.entries === 'number' && typeof m.head === 'string' && typeof m.log === 'string') {
       if (m.final === true) this.finalReceipt = m as unknown as Receipt;
+      if (!this.acknowledged) {
+        this.acknowledged = true;
+        for (const w of this.readyWaiters.splice(0)) w.resolve();
+      }
       if (this.receiptsFile !== undefined) appendFileSync(this.receiptsFile, `${JSON.stringify(m)}\n`);
     } else if (m.type === 'error' && typeof m.code === 'string') {
       this.serviceError = { code: m.code, message: String(m.message ?? '') };
@@ -123,7 +150,7 @@ class LogLink {
 
   /** Sends a frame; resolves when the transport accepted it (backpressure). */
   async send(type: number, payload?: Uint8Array): Promise<void> {
-    if (this.failure !== null || this.closed) return;
+    if (this.failure !== null || this.closed || this.broken) return;
     const stdin = this.child.stdin!;
     if (!stdin.write(encodeFrame(type, payload))) {
       await new Promise<void>((resolve) => {
@@ -185,6 +212,23 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   await link.send(FrameType.HELLO, claimBytes(hello));
   for (const c of inputs) await link.send(FrameType.CLAIM, claimBytes(c));
 
+  // Fail closed from the start: the build runs only once the log VM has
+  // acknowledged the session (a dom0 `ask` policy may take a while).
+  const timeout = setTimeout(
+    () => link.giveUp(new AppendlogError('LOG_FAILED', `the log VM did not acknowledge the session within ${Math.round((opts.connectTimeoutMs ?? 300_000) / 1000)} s`)),
+    opts.connectTimeoutMs ?? 300_000,
+  );
+  try {
+    await link.ready();
+  } catch {
+    link.abort();
+    const f = link.failure!;
+    say(`the build was not started: ${f.code === 'TRANSPORT_REFUSED' ? 'qrexec refused the call' : 'the log VM is not writing this log'}`);
+    return { exitCode: f.exitCode, build: null, logError: f, finalReceipt: null };
+  } finally {
+    clearTimeout(timeout);
+  }
+
   let result: { code: number | null; signal: string | null };
   if (opts.command.length > 0) {
     build = spawn(opts.command[0]!, opts.command.slice(1), { stdio: ['inherit', 'pipe', 'pipe'], detached: true });
@@ -233,8 +277,9 @@ export async function send(opts: SendOptions): Promise<SendResult> {
 
   const buildCode = result.code ?? 128 + signalNumber(result.signal);
   if (link.failure !== null) {
-    say(`the build ${stopped ? 'was stopped' : `ended (${result.signal ?? `exit ${result.code}`})`}; its log is incomplete: exiting 60`);
-    return { exitCode: 60, build: result, logError: link.failure, finalReceipt: link.finalReceipt as Record<string, unknown> | null };
+    const f = link.failure;
+    say(`the build ${stopped ? 'was stopped' : `ended (${result.signal ?? `exit ${result.code}`})`}; its log is incomplete: exiting ${f.exitCode}`);
+    return { exitCode: f.exitCode, build: result, logError: f, finalReceipt: link.finalReceipt as Record<string, unknown> | null };
   }
   const r = link.finalReceipt;
   if (r !== null) say(`log ${r.log}: ${r.entries} entries, head ${r.head}`);

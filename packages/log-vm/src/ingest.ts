@@ -194,6 +194,9 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     input.destroy();
   };
   const s = new Session(opts, opened.log, opened.session, { entries: opened.block.firstSeq, hash: opened.block.head }, fail);
+  // Framed mode: acknowledge the session at once, so the sender knows the log
+  // VM is writing before it starts the build.
+  if (opts.framed) opts.onReceipt?.(s.receipt(false));
 
   let reason = 'eof' as CloseReason;
   let detail: string | undefined;
@@ -225,12 +228,17 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     if (e.type === 'data') {
       const kind = STREAM_KIND[e.stream]!;
       scannerFor(kind).push(e.bytes, emitterFor(kind));
-    } else if (e.type === 'json') {
-      // Validate, then store the exact bytes received as a claim.
-      parseClaim(e.payload, 'FRAME_INVALID');
-      s.event(Kind.CLAIM, e.payload);
     } else {
-      ended = true;
+      // A claim or the end follows all output sent before it: lines still
+      // open end here (NOEOL), so the chain keeps the order of arrival.
+      for (const [kind, sc] of scanners) sc.end(emitterFor(kind));
+      if (e.type === 'json') {
+        // Validate, then store the exact bytes received as a claim.
+        parseClaim(e.payload, 'FRAME_INVALID');
+        s.event(Kind.CLAIM, e.payload);
+      } else {
+        ended = true;
+      }
     }
   };
 
