@@ -11,6 +11,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/appendlog-demo.XXXXXX")
 export APPENDLOG_DB="$work/logs.db"
 export APPENDLOG_LOGVM="$root/packages/log-vm/dist/cli.js"
 logvm() { node "$root/packages/log-vm/dist/cli.js" "$@"; }
+logsend() { node "$root/packages/log-sender/dist/cli.js" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 cp -r "$root/examples/hello" "$work/hello"
@@ -28,6 +29,12 @@ logvm show "build-vm/$name"
 step "log VM: logvm verify-chain build-vm/$name"
 logvm verify-chain "build-vm/$name"
 
+step "build VM, with logsend: stream tags, input and artifact hashes, exit status, receipts"
+(cd "$work/hello" && make clean >/dev/null &&
+  logsend --transport command --name "$name-logsend" --input hello.c --artifact hello --receipts "$work/receipts.jsonl" \
+    --command "QREXEC_REMOTE_DOMAIN=build-vm QREXEC_SERVICE_ARGUMENT=\"\$APPENDLOG_ARGUMENT\" '$root/rpc/qubes.AppendLog'" -- make)
+logvm show "build-vm/$name-logsend"
+
 if ! command -v gpg >/dev/null 2>&1; then
   echo "gpg is not installed (apt-get install gnupg): skipping seal, export and audit"
   exit 0
@@ -37,14 +44,14 @@ mkdir -m 700 "$GNUPGHOME"
 gpg --batch --quiet --passphrase '' --quick-gen-key 'Demo Release Key <release@example.org>' ed25519 sign never 2>/dev/null
 gpg --batch --armor --export release@example.org >"$work/release.asc"
 
-step "log VM: logvm seal build-vm/$name --signer gpg:release@example.org   (split-gpg:KEY on Qubes)"
-logvm seal "build-vm/$name" --signer gpg:release@example.org
-step "log VM: logvm export build-vm/$name --out bundle"
-logvm export "build-vm/$name" --out "$work/bundle"
+step "log VM: logvm seal build-vm/$name-logsend --signer gpg:release@example.org   (split-gpg:KEY on Qubes)"
+logvm seal "build-vm/$name-logsend" --signer gpg:release@example.org
+step "log VM: logvm export build-vm/$name-logsend --out bundle"
+logvm export "build-vm/$name-logsend" --out "$work/bundle"
 ls -l "$work/bundle"
 
-step "auditor: logvm verify-chain bundle --key release.asc"
-logvm verify-chain "$work/bundle" --key "$work/release.asc"
+step "auditor: logvm verify-chain bundle --key release.asc --receipt receipts.jsonl --artifact hello"
+logvm verify-chain "$work/bundle" --key "$work/release.asc" --receipt "$work/receipts.jsonl" --artifact "$work/hello/hello"
 step "auditor: gpg --verify bundle/signatures/01.asc bundle/manifest.json"
 gpg --verify "$work/bundle/signatures/01.asc" "$work/bundle/manifest.json"
 

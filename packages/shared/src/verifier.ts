@@ -85,7 +85,12 @@ export class ChainVerifier {
    * names the exact seq of a changed entry.
    */
   push(encoded: Uint8Array, storedHash?: Uint8Array): void {
-    this.check(encoded, 0, encoded.length);
+    try {
+      this.check(encoded, 0, encoded.length);
+    } catch (e) {
+      if (storedHash?.length === HASH_SIZE) this.preferHashMismatch(e, encoded, 0, encoded.length, storedHash);
+      throw e;
+    }
     if (storedHash !== undefined && storedHash.length !== HASH_SIZE) {
       const seq = this.next - 1;
       throw new AppendlogError('CHAIN_HASH_MISMATCH', `seq ${seq}: the stored hash is ${storedHash.length} bytes, not ${HASH_SIZE}`, { seq });
@@ -105,6 +110,7 @@ export class ChainVerifier {
     let off = 0;
     let n = 0;
     let failure: unknown;
+    let badEntry: { start: number; end: number } | undefined;
     while (off < data.length) {
       if (n + 1 >= this.offsets.length) this.grow();
       let h: DecodedHeader | undefined;
@@ -118,7 +124,13 @@ export class ChainVerifier {
         if (h === undefined || end > data.length) {
           throw new AppendlogError('BAD_ENTRY', `seq ${this.next}: entry encoding is truncated`, { seq: this.next });
         }
-        this.check(data, off, end, h);
+        try {
+          this.check(data, off, end, h);
+        } catch (e) {
+          // The entry is delimited: if it was changed, say so rather than what its new content breaks.
+          badEntry = { start: off, end };
+          throw e;
+        }
         this.offsets[n] = off;
         this.offsets[n + 1] = end;
         n++;
@@ -129,16 +141,36 @@ export class ChainVerifier {
       }
     }
     // Earlier entries first: a changed entry before a malformed one is the first failure.
-    if (storedHashes !== undefined && storedHashes.length !== n * HASH_SIZE) {
+    // (After a failure the rest of the block is unread, so its count is unknown.)
+    if (storedHashes !== undefined && (failure === undefined ? storedHashes.length !== n * HASH_SIZE : storedHashes.length < n * HASH_SIZE)) {
       const have = Math.min(n, Math.floor(storedHashes.length / HASH_SIZE));
       const first = this.next - this.pending;
       if (have > 0) this.chain(data, have, storedHashes);
       this.pending = 0;
       throw failure ?? new AppendlogError('BAD_ENTRY', `${storedHashes.length / HASH_SIZE} stored hashes for ${n} entries`, { seq: first + have });
     }
-    if (n > 0) this.chain(data, n, storedHashes);
+    if (n > 0) this.chain(data, n, storedHashes?.subarray(0, n * HASH_SIZE));
+    if (failure !== undefined && badEntry !== undefined && storedHashes !== undefined) {
+      this.preferHashMismatch(failure, data, badEntry.start, badEntry.end, storedHashes.subarray(n * HASH_SIZE, (n + 1) * HASH_SIZE));
+    }
     if (failure !== undefined) throw failure instanceof AppendlogError ? failure : new AppendlogError('BAD_ENTRY', String(failure), { seq: this.next });
     return n;
+  }
+
+  /**
+   * A malformed entry that also does not match its stored hash was changed
+   * after it was written: that is the failure to report (naming its seq),
+   * not the rule its new content happens to break.
+   */
+  private preferHashMismatch(failure: unknown, data: Uint8Array, start: number, end: number, stored: Uint8Array): void {
+    if (!(failure instanceof AppendlogError) || failure.code !== 'BAD_ENTRY' || stored.length !== HASH_SIZE) return;
+    const offsets = Uint32Array.of(start, end);
+    const head = Buffer.from(this.head);
+    if (chainEntries(head, data, offsets, 1, stored, true) === 0) {
+      throw new AppendlogError('CHAIN_HASH_MISMATCH', `seq ${this.next}: entry hash does not match its content and predecessor (entry changed)`, {
+        seq: this.next,
+      });
+    }
   }
 
   private grow(): void {
