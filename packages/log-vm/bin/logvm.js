@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The logvm command; the code is built into ../dist by `npm ci` (tsc).
+import "../dist/cli.js";
