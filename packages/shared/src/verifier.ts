@@ -55,6 +55,8 @@ export class ChainVerifier {
   private closes: Record<string, number> = {};
   private seal: ChainFacts['seal'] = null;
   private readonly claims = new ClaimsCollector();
+  /** One bit per session: closed. 1M sessions take 125 KiB. */
+  private closed = new Uint8Array(64);
   private checkpoints: Array<{ seq: number; head: Buffer; label: string }> = [];
   private nextCheckpoint = 0;
 
@@ -173,6 +175,21 @@ export class ChainVerifier {
     }
   }
 
+  private isClosed(session: number): boolean {
+    const byte = session >>> 3;
+    return byte < this.closed.length && (this.closed[byte]! & (1 << (session & 7))) !== 0;
+  }
+
+  private markClosed(session: number): void {
+    const byte = session >>> 3;
+    if (byte >= this.closed.length) {
+      const bigger = new Uint8Array(Math.max(byte + 1, this.closed.length * 2));
+      bigger.set(this.closed);
+      this.closed = bigger;
+    }
+    this.closed[byte]! |= 1 << (session & 7);
+  }
+
   private grow(): void {
     const bigger = new Uint32Array(this.offsets.length * 2);
     bigger.set(this.offsets);
@@ -258,6 +275,8 @@ export class ChainVerifier {
       if (h.session !== 0) throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: seal entry inside a session`, { seq: h.seq });
     } else if (h.session < 1 || h.session > this.sessions) {
       throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: entry of session ${h.session}, which was never opened`, { seq: h.seq });
+    } else if (this.isClosed(h.session)) {
+      throw new AppendlogError('BAD_ENTRY', `seq ${h.seq}: entry of session ${h.session} after that session was closed`, { seq: h.seq });
     }
     if (h.kind === Kind.CLAIM) {
       this.claims.add(parseClaim(data.subarray(start + ENTRY_HEADER_SIZE, end), 'BAD_ENTRY', h.seq));
@@ -265,6 +284,7 @@ export class ChainVerifier {
     if (h.kind === Kind.SESSION_CLOSE) {
       const reason = closeReason(data.subarray(start + ENTRY_HEADER_SIZE, end), h.seq);
       this.closes[reason] = (this.closes[reason] ?? 0) + 1;
+      this.markClosed(h.session);
     }
     if (this.firstTime === null) this.firstTime = h.time;
     this.lastTime = h.time;
