@@ -152,8 +152,10 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
   const batch = new RecordBatch();
   const flush = (): void => {
     if (batch.count === 0) return;
-    verifier.pushBlock(batch.data.subarray(0, batch.used), batch.hashes.subarray(0, batch.count * 32));
-    batch.clear();
+    const data = batch.data.subarray(0, batch.used);
+    const hashes = batch.hashes.subarray(0, batch.count * 32);
+    batch.clear(); // first: a failing batch must not be pushed twice
+    verifier.pushBlock(data, hashes);
   };
   let n = 0;
   const onLine = (line: string): void => {
@@ -171,8 +173,13 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
     }
   };
   try {
-    for await (const chunk of input as AsyncIterable<Buffer>) lines.push(chunk, onLine);
-    lines.end(onLine);
+    try {
+      for await (const chunk of input as AsyncIterable<Buffer>) lines.push(chunk, onLine);
+      lines.end(onLine);
+    } catch (e) {
+      flush(); // records before an over-long or non-UTF-8 line are checked first
+      throw e;
+    }
     flush();
   } catch (e) {
     if (e instanceof AppendlogError) throw e;

@@ -193,7 +193,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     if (failure === null) failure = isAppendlogError(e) ? e : new AppendlogError('INTERNAL', String((e as Error)?.message ?? e));
     input.destroy();
   };
-  const s = new Session(opts, opened.log, opened.session, { entries: opened.block.firstSeq, hash: opened.block.head }, fail);
+  const s = new Session(opts, opened.log, opened.session, { entries: opened.block.firstSeq + opened.block.count - 1, hash: opened.block.head }, fail);
   // Framed mode: acknowledge the session at once, so the sender knows the log
   // VM is writing before it starts the build.
   if (opts.framed) opts.onReceipt?.(s.receipt(false));
@@ -234,7 +234,10 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
       for (const [kind, sc] of scanners) sc.end(emitterFor(kind));
       if (e.type === 'json') {
         // Validate, then store the exact bytes received as a claim.
-        parseClaim(e.payload, 'FRAME_INVALID');
+        const claim = parseClaim(e.payload, 'FRAME_INVALID');
+        if ((e.frame === FrameType.HELLO) !== (claim.claim === 'hello')) {
+          throw new AppendlogError('FRAME_INVALID', e.frame === FrameType.HELLO ? 'the HELLO frame does not hold a hello claim' : 'a CLAIM frame holds a hello claim');
+        }
         s.event(Kind.CLAIM, e.payload);
       } else {
         ended = true;
@@ -312,7 +315,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
       canonicalBytes({
         notice: refused ? 'frame-refused' : 'stream-broken',
         detail: protocolError.message,
-        unread: refused && !ended ? 'the rest of the input was not read' : 'nothing',
+        unread: refused ? 'the rest of the input was not read' : 'nothing',
       }),
     );
     reason = refused ? 'refused' : 'error';
@@ -320,7 +323,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
   }
   // A line cut off by the end of input (or a disconnect) is kept, marked NOEOL.
   if (!dropRest) for (const [kind, sc] of scanners) sc.end(emitterFor(kind));
-  try {
+  const writeClose = (): void => {
     const pending = s.pendingCounts();
     const close: Record<string, string | number> = {
       reason,
@@ -331,6 +334,27 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     if (detail !== undefined) close.detail = detail;
     s.event(Kind.SESSION_CLOSE, canonicalBytes(close));
     s.flush(true);
+  };
+  try {
+    try {
+      writeClose();
+    } catch (e) {
+      // The last lines crossed a quota (or the log was sealed meanwhile): they
+      // are dropped, and the close goes in on its own, saying so.
+      if (!isAppendlogError(e) || (e.code !== 'QUOTA_EXCEEDED' && e.code !== 'LOG_SEALED')) throw e;
+      const pending = s.pendingCounts();
+      s.discard();
+      if (e.code === 'LOG_SEALED') {
+        store.endLive(s.log, s.session);
+        return { receipt: null, reason: 'sealed', error: e };
+      }
+      const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch were not stored`;
+      reason = 'quota';
+      detail = `${e.message}; ${lost}`;
+      failure ??= e;
+      s.event(Kind.NOTICE, canonicalBytes({ notice: 'quota-exceeded', detail: e.message, unread: lost }));
+      writeClose();
+    }
   } catch (e) {
     const err = isAppendlogError(e) ? e : new AppendlogError('STORE_ERROR', String(e));
     return { receipt: null, reason, error: failure ?? err };

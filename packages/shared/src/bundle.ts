@@ -43,7 +43,8 @@ export function formatRecord(e: EntryRecordInput): string {
   const base64Length = 4 * Math.ceil(e.payload.length / 3);
   try {
     const text = JSON.stringify(strictUtf8.decode(e.payload));
-    if (text.length <= base64Length + 2) body = `"text":${text}`;
+    // Compared in bytes, as readers limit record length in bytes.
+    if (text.length <= base64Length + 2 && Buffer.byteLength(text, 'utf8') <= base64Length + 2) body = `"text":${text}`;
   } catch {
     body = undefined;
   }

@@ -20,6 +20,12 @@ export type Claim =
 export const MAX_CLAIM_PATH = 1024;
 /** Files listed in a seal manifest's claims summary, per list; the rest are counted. */
 export const MAX_SUMMARY_FILES = 1000;
+/**
+ * Bytes of canonical JSON the listed files may take in all, so a sender's
+ * claims (long paths of escaped control characters) can never push the
+ * manifest past MAX_MANIFEST_BYTES.
+ */
+export const MAX_SUMMARY_FILE_BYTES = 2 << 20;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -101,14 +107,24 @@ export class ClaimsCollector {
         this.exit = c;
         break;
       case 'input':
-        if (this.inputs.length < MAX_SUMMARY_FILES) this.inputs.push({ path: c.path, size: c.size, sha256: c.sha256 });
+        if (this.fits(this.inputs, c)) this.inputs.push({ path: c.path, size: c.size, sha256: c.sha256 });
         else this.omittedInputs++;
         break;
       case 'artifact':
-        if (this.artifacts.length < MAX_SUMMARY_FILES) this.artifacts.push({ path: c.path, size: c.size, sha256: c.sha256 });
+        if (this.fits(this.artifacts, c)) this.artifacts.push({ path: c.path, size: c.size, sha256: c.sha256 });
         else this.omittedArtifacts++;
         break;
     }
+  }
+
+  private listedBytes = 0;
+
+  private fits(list: ClaimedFile[], c: { path: string; size: number; sha256: string }): boolean {
+    if (list.length >= MAX_SUMMARY_FILES) return false;
+    const bytes = Buffer.byteLength(canonicalJson({ path: c.path, sha256: c.sha256, size: c.size }), 'utf8') + 1;
+    if (this.listedBytes + bytes > MAX_SUMMARY_FILE_BYTES) return false;
+    this.listedBytes += bytes;
+    return true;
   }
 
   summary(): ClaimsSummary | undefined {
