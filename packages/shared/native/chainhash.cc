@@ -5,8 +5,8 @@
 // Node's per-call hashing costs about 1 us per entry, almost all of it the
 // JS/C++ crossing, the digest lookup and a Buffer allocation; SHA-256 of a
 // 100-byte entry takes about 0.15 us in OpenSSL. This addon hashes a whole
-// batch of entries in one call, with OpenSSL (Node's own, exported to addons)
-// and one reused digest context. It adds no cryptography of its own, and
+// batch of entries in one call, with OpenSSL (Node's own, exported to addons),
+// absorbing the prefix once. It adds no cryptography of its own, and
 // chain.ts falls back to node:crypto when it is not built; tests check that
 // both give the same bytes.
 #include <node_api.h>
@@ -16,7 +16,9 @@
 
 namespace {
 
-bool GetBytes(napi_env env, napi_value v, unsigned char** data, size_t* len) {
+// A typed array of the given element type: its data pointer and length.
+template <typename T>
+bool GetArray(napi_env env, napi_value v, napi_typedarray_type want, T** data, size_t* len) {
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
   napi_typedarray_type type;
@@ -24,26 +26,18 @@ bool GetBytes(napi_env env, napi_value v, unsigned char** data, size_t* len) {
   void* ptr;
   napi_value ab;
   size_t offset;
-  if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &offset) != napi_ok) return false;
-  if (type != napi_uint8_array) return false;
-  *data = static_cast<unsigned char*>(ptr);
+  if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &offset) != napi_ok || type != want) return false;
+  *data = static_cast<T*>(ptr);
   *len = length;
   return true;
 }
 
+bool GetBytes(napi_env env, napi_value v, unsigned char** data, size_t* len) {
+  return GetArray(env, v, napi_uint8_array, data, len);
+}
+
 bool GetU32(napi_env env, napi_value v, uint32_t** data, size_t* len) {
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
-  napi_typedarray_type type;
-  size_t length;
-  void* ptr;
-  napi_value ab;
-  size_t offset;
-  if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &offset) != napi_ok) return false;
-  if (type != napi_uint32_array) return false;
-  *data = static_cast<uint32_t*>(ptr);
-  *len = length;
-  return true;
+  return GetArray(env, v, napi_uint32_array, data, len);
 }
 
 // chain(prefix, head32, data, offsets, count, out) -> index of the first
