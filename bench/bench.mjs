@@ -272,11 +272,15 @@ async function journald(results) {
     const ingest = [];
     const verify = [];
     for (let i = 0; i < RUNS; i++) {
-      const out = join(work, `journal-${i}.journal`);
-      rmSync(out, { force: true });
-      ingest.push(sh(`"${remote}" --seal=yes --output="${out}" - < "${exportFile}"`));
-      verify.push(sh(`journalctl --verify --verify-key="${verifyKey}" --file="${out}" 2>/dev/null`));
-      rmSync(out, { force: true });
+      // journal-remote rotates its output file as it fills: verify every file it wrote.
+      const dir = join(work, `journal-${i}`);
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir);
+      ingest.push(sh(`"${remote}" --seal=yes --output="${dir}/remote.journal" - < "${exportFile}" 2>/dev/null`));
+      verify.push(sh(`journalctl --verify --verify-key="${verifyKey}" --directory="${dir}" 2>/dev/null`));
+      const count = spawnSync('sh', ['-c', `journalctl --directory="${dir}" -q -o cat | wc -l`], { encoding: 'utf8' }).stdout.trim();
+      if (Number(count) < LINES) throw new Error(`journald holds ${count} entries, not ${LINES}`);
+      rmSync(dir, { recursive: true, force: true });
     }
     const rate = (secs) => ({ linesPerSec: LINES / secs });
     results.peers['journald sealed ingest (systemd-journal-remote --seal=yes)'] = { seconds: summary(ingest), ...rate(median(ingest)) };
