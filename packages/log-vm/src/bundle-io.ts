@@ -12,7 +12,7 @@ import {
   checkManifestAgainstChain,
   formatRecord,
   parseManifest,
-  parseRecordInto,
+  parseRecordBytes,
   sealHash,
   type ChainFacts,
   type SealManifest,
@@ -133,8 +133,8 @@ export function readBundleSignatures(dir: string): Array<{ file: string; armored
 
 /**
  * Streams entries.jsonl through the chain verifier in constant memory and
- * checks the end against the manifest. The JSON Lines are UTF-8 by
- * definition (LineSplitter); a line longer than any valid record is refused.
+ * checks the end against the manifest. A line longer than any valid record
+ * is refused (LineSplitter), as is one that is not UTF-8 (parseRecordBytes).
  */
 export interface Checkpoint {
   seq: number;
@@ -158,11 +158,11 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
     verifier.pushBlock(data, hashes);
   };
   let n = 0;
-  const onLine = (line: string): void => {
+  const onLine = (line: Buffer): void => {
     n++;
     try {
-      if (line === '') throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
-      parseRecordInto(line, n, batch);
+      if (line.length === 0) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
+      parseRecordBytes(line, n, batch);
     } catch (e) {
       flush(); // a changed entry before the bad line is the first failure
       throw e;
@@ -224,55 +224,45 @@ export function checkSealLink(previousBytes: Buffer, manifest: SealManifest): vo
 }
 
 /**
- * Splits a UTF-8 file into lines, in linear time and bounded memory: a line
- * longer than `maxChars` bytes is refused as soon as it is that long (split2
- * would re-scan its buffer on every chunk: quadratic on a hostile long line),
- * and bytes that are not UTF-8 are refused rather than replaced. Lines are
- * handed over synchronously, chunk by chunk.
+ * Splits a file into lines, in linear time and bounded memory: a line longer
+ * than `maxBytes` is refused as soon as it is that long (split2 would re-scan
+ * its buffer on every chunk: quadratic on a hostile long line). Lines are
+ * handed over synchronously as bytes; parseRecordBytes checks their UTF-8.
  */
 class LineSplitter {
-  private readonly decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   private parts: Buffer[] = [];
   private size = 0;
   private lineNo = 0;
 
-  constructor(private readonly maxChars: number) {}
-
-  private decode(b: Buffer): string {
-    try {
-      return this.decoder.decode(b);
-    } catch {
-      throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${this.lineNo}: not valid UTF-8`);
-    }
-  }
+  constructor(private readonly maxBytes: number) {}
 
   private tooLong(): never {
     throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${this.lineNo + 1}: longer than any valid record`);
   }
 
-  push(chunk: Buffer, onLine: (line: string) => void): void {
+  push(chunk: Buffer, onLine: (line: Buffer) => void): void {
     let pos = 0;
     for (let nl = chunk.indexOf(10, pos); nl >= 0; nl = chunk.indexOf(10, pos)) {
       const piece = chunk.subarray(pos, nl);
-      if (this.size + piece.length > this.maxChars) this.tooLong();
+      if (this.size + piece.length > this.maxBytes) this.tooLong();
       this.lineNo++;
-      onLine(this.decode(this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece])));
+      onLine(this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece]));
       this.parts = [];
       this.size = 0;
       pos = nl + 1;
     }
     if (pos < chunk.length) {
       this.size += chunk.length - pos;
-      if (this.size > this.maxChars) this.tooLong();
+      if (this.size > this.maxBytes) this.tooLong();
       this.parts.push(chunk.subarray(pos));
     }
   }
 
   /** A last line without its newline. */
-  end(onLine: (line: string) => void): void {
+  end(onLine: (line: Buffer) => void): void {
     if (this.size === 0) return;
     this.lineNo++;
-    onLine(this.decode(Buffer.concat(this.parts)));
+    onLine(Buffer.concat(this.parts));
     this.parts = [];
     this.size = 0;
   }

@@ -1,5 +1,6 @@
 import { AppendlogError } from './errors.js';
 import { ENTRY_HEADER_SIZE, HASH_SIZE, KIND_NAMES, MAX_PAYLOAD } from './constants.js';
+import { isUtf8 } from 'node:buffer';
 import { writeHeader } from './encoding.js';
 
 /**
@@ -78,6 +79,17 @@ export class RecordBatch {
     return this.used;
   }
 
+  /** Offset of the next entry's stated hash in `hashes` (growing it if need be). */
+  hashSlot(): number {
+    const off = this.count * HASH_SIZE;
+    if (off + HASH_SIZE > this.hashes.length) {
+      const bigger = Buffer.allocUnsafe(this.hashes.length * 2);
+      this.hashes.copy(bigger, 0, 0, off);
+      this.hashes = bigger;
+    }
+    return off;
+  }
+
   clear(): void {
     this.used = 0;
     this.count = 0;
@@ -108,77 +120,121 @@ function put(batch: RecordBatch, lineNo: number, seq: number, time: number, sess
  * whitespace; the payload as `text` or `base64`), so every record has one
  * reading: no duplicate fields, no parser differences. Any deviation (broken
  * JSON, unknown, missing or repeated fields, wrong types, huge numbers, bad
- * base64, upper-case hex) is a coded MALFORMED_BUNDLE naming the line.
+ * base64, upper-case hex, bytes that are not UTF-8) is a coded
+ * MALFORMED_BUNDLE naming the line.
+ *
+ * It works on the line's bytes: a `text` without escapes is copied straight
+ * into the entry (after a UTF-8 check), with no string decoding at all.
  */
-export function parseRecordInto(line: string, lineNo: number, batch: RecordBatch): void {
+export function parseRecordBytes(line: Buffer, lineNo: number, batch: RecordBatch): void {
   if (line.length > MAX_RECORD_CHARS) bad(lineNo, 'line too long');
-  let i = expect(line, 0, '{"seq":');
+  let i = lit(line, 0, L_SEQ);
   if (i < 0) bad(lineNo, 'not a record: expected {"seq":');
-  const seq = digits(line, i);
-  if (seq === null || seq[0] < 1) bad(lineNo, 'seq is not a positive safe integer');
-  if ((i = expect(line, seq[1], ',"time":')) < 0) bad(lineNo, 'expected "time" after "seq"');
-  const time = digits(line, i);
-  if (time === null) bad(lineNo, 'time is not a non-negative safe integer');
-  if ((i = expect(line, time[1], ',"session":')) < 0) bad(lineNo, 'expected "session" after "time"');
-  const session = digits(line, i);
-  if (session === null || session[0] > 0xffffffff) bad(lineNo, 'session is not a u32');
-  if ((i = expect(line, session[1], ',"kind":"')) < 0) bad(lineNo, 'expected "kind" after "session"');
-  const q = line.indexOf('"', i);
-  const kind = q < 0 ? undefined : KIND_BY_NAME.get(line.slice(i, q));
+  const seq = digitsAt(line, i);
+  if (seq < 1) bad(lineNo, 'seq is not a positive safe integer');
+  if ((i = lit(line, numEnd, L_TIME)) < 0) bad(lineNo, 'expected "time" after "seq"');
+  const time = digitsAt(line, i);
+  if (time < 0) bad(lineNo, 'time is not a non-negative safe integer');
+  if ((i = lit(line, numEnd, L_SESSION)) < 0) bad(lineNo, 'expected "session" after "time"');
+  const session = digitsAt(line, i);
+  if (session < 0 || session > 0xffffffff) bad(lineNo, 'session is not a u32');
+  if ((i = lit(line, numEnd, L_KIND)) < 0) bad(lineNo, 'expected "kind" after "session"');
+  const q = line.indexOf(0x22, i);
+  const kind = q < 0 || q - i > 16 ? undefined : KIND_BY_NAME.get(line.toString('latin1', i, q));
   if (kind === undefined) bad(lineNo, 'kind is not a known kind name');
-  if ((i = expect(line, q, '","flags":')) < 0) bad(lineNo, 'expected "flags" after "kind"');
-  const flags = digits(line, i);
-  if (flags === null || flags[0] > 0xff) bad(lineNo, 'flags is not a u8');
+  if ((i = lit(line, q, L_FLAGS)) < 0) bad(lineNo, 'expected "flags" after "kind"');
+  const flags = digitsAt(line, i);
+  if (flags < 0 || flags > 0xff) bad(lineNo, 'flags is not a u8');
+  const afterFlags = numEnd;
   // The rest is "text":"..." or "base64":"...", then ,"hash":"<64 hex>"}
   const tail = line.length - 76;
-  if (tail < flags[1] || expect(line, tail, '","hash":"') < 0 || !line.endsWith('"}')) bad(lineNo, 'expected ,"hash":"<64 hex digits>"} at the end');
-  const hash = line.slice(tail + 10, tail + 74);
-  // Buffer#write('hex') stops at the first non-hex character; upper case is refused too.
-  if (batch.hashes.write(hash, batch.count * HASH_SIZE, HASH_SIZE, 'hex') !== HASH_SIZE || UPPER_HEX.test(hash)) {
-    bad(lineNo, 'hash is not 64 lowercase hex digits');
+  if (tail < afterFlags || lit(line, tail, L_HASH) < 0 || line[line.length - 2] !== 0x22 || line[line.length - 1] !== 0x7d) {
+    bad(lineNo, 'expected ,"hash":"<64 hex digits>"} at the end');
   }
-  let payload: string | Buffer;
-  if ((i = expect(line, flags[1], ',"text":"')) >= 0) {
-    const raw = line.slice(i, tail);
-    if (SIMPLE_TEXT.test(raw)) payload = raw;
-    else {
+  if (!hexInto(line, tail + 10, batch.hashes, batch.hashSlot())) bad(lineNo, 'hash is not 64 lowercase hex digits');
+  if ((i = lit(line, afterFlags, L_TEXT)) >= 0) {
+    const raw = line.subarray(i, tail);
+    if (plainText(raw)) {
+      if (!isUtf8(raw)) bad(lineNo, 'text is not valid UTF-8');
+      put(batch, lineNo, seq, time, session, kind, flags, raw);
+    } else {
       // Escapes (\u001b of colour codes, \t, \"): decode the string literal
       // alone; it must be exactly one valid JSON string.
+      let text: string;
       try {
-        payload = JSON.parse(`"${raw}"`) as string;
+        text = JSON.parse(`"${utf8.decode(raw)}"`) as string;
       } catch {
-        bad(lineNo, 'text is not a valid JSON string');
+        bad(lineNo, 'text is not a valid JSON string of UTF-8');
       }
+      put(batch, lineNo, seq, time, session, kind, flags, text);
     }
-  } else if ((i = expect(line, flags[1], ',"base64":"')) >= 0) {
-    const raw = line.slice(i, tail);
+  } else if ((i = lit(line, afterFlags, L_BASE64)) >= 0) {
+    const raw = line.toString('latin1', i, tail);
     if (!BASE64_RE.test(raw)) bad(lineNo, 'base64 is not canonical base64');
-    payload = Buffer.from(raw, 'base64');
+    put(batch, lineNo, seq, time, session, kind, flags, Buffer.from(raw, 'base64'));
   } else {
     bad(lineNo, 'expected "text" or "base64" after "flags"');
   }
-  put(batch, lineNo, seq[0], time[0], session[0], kind, flags[0], payload);
 }
 
-const UPPER_HEX = /[A-F]/;
+/** The same for a line already decoded to a string (tests, tools). */
+export function parseRecordInto(line: string, lineNo: number, batch: RecordBatch): void {
+  parseRecordBytes(Buffer.from(line, 'utf8'), lineNo, batch);
+}
 
-const SIMPLE_TEXT = /^[^"\\\u0000-\u001f]*$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const L_SEQ = Buffer.from('{"seq":');
+const L_TIME = Buffer.from(',"time":');
+const L_SESSION = Buffer.from(',"session":');
+const L_KIND = Buffer.from(',"kind":"');
+const L_FLAGS = Buffer.from('","flags":');
+const L_TEXT = Buffer.from(',"text":"');
+const L_BASE64 = Buffer.from(',"base64":"');
+const L_HASH = Buffer.from('","hash":"');
 
-/** Reads a JSON non-negative integer without leading zeros at `i`; returns [value, next] or null. */
-function digits(line: string, i: number): [number, number] | null {
-  const start = i;
+/** Index after `lit` if it stands at `i`, else -1. */
+function lit(b: Buffer, i: number, l: Buffer): number {
+  if (i < 0 || i + l.length > b.length) return -1;
+  for (let k = 0; k < l.length; k++) if (b[i + k] !== l[k]) return -1;
+  return i + l.length;
+}
+
+/** Where the last digitsAt stopped. */
+let numEnd = 0;
+
+/** A JSON non-negative integer without leading zeros at `i` (at most 2^53 - 1), or -1. */
+function digitsAt(b: Buffer, i: number): number {
   let v = 0;
-  while (i < line.length) {
-    const c = line.charCodeAt(i);
-    if (c < 48 || c > 57) break;
-    v = v * 10 + (c - 48);
-    i++;
-  }
-  const n = i - start;
-  if (n === 0 || n > 16 || (n > 1 && line.charCodeAt(start) === 48) || !Number.isSafeInteger(v)) return null;
-  return [v, i];
+  let k = i;
+  while (k < b.length && b[k]! >= 0x30 && b[k]! <= 0x39) v = v * 10 + (b[k++]! - 0x30);
+  numEnd = k;
+  const n = k - i;
+  if (n === 0 || n > 16 || (n > 1 && b[i] === 0x30) || !Number.isSafeInteger(v)) return -1;
+  return v;
 }
 
-function expect(line: string, i: number, lit: string): number {
-  return line.startsWith(lit, i) ? i + lit.length : -1;
+/** No quote, backslash or control byte: the JSON string's bytes are its value's bytes. */
+function plainText(raw: Buffer): boolean {
+  for (let k = 0; k < raw.length; k++) {
+    const c = raw[k]!;
+    if (c < 0x20 || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
 }
+
+const HEXVAL = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEXVAL[0x30 + c] = c;
+for (let c = 0; c < 6; c++) HEXVAL[0x61 + c] = 10 + c;
+
+/** 64 lowercase hex digits at `at` into 32 bytes of `out`; false if they are not. */
+function hexInto(b: Buffer, at: number, out: Buffer, off: number): boolean {
+  for (let k = 0; k < HASH_SIZE; k++) {
+    const hi = HEXVAL[b[at + 2 * k]!]!;
+    const lo = HEXVAL[b[at + 2 * k + 1]!]!;
+    if (hi < 0 || lo < 0) return false;
+    out[off + k] = (hi << 4) | lo;
+  }
+  return true;
+}
+
+
