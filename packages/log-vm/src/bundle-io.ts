@@ -17,7 +17,7 @@ import {
   type ChainFacts,
   type SealManifest,
 } from '@appendlog/shared';
-import { MAX_ARMORED_BYTES, checkSignatures, type SignatureReport, type TrustedKey } from '@appendlog/shared/signatures';
+import { MAX_SIGNATURE_FILES, MAX_SIGNATURE_FILE_BYTES, checkSignatures, type SignatureReport, type TrustedKey } from '@appendlog/shared/signatures';
 import { blockEntries } from './entries.js';
 import { pushStoredBlock } from './verify-store.js';
 import { BufferedWriter } from './output.js';
@@ -124,10 +124,10 @@ export function readBundleSignatures(dir: string): Array<{ file: string; armored
   const sigDir = join(dir, BUNDLE_FILES.signatures);
   if (!existsSync(sigDir)) return [];
   const names = readdirSync(sigDir).filter((n) => n.endsWith('.asc')).sort();
-  if (names.length > 256) throw new AppendlogError('MALFORMED_BUNDLE', `${names.length} signature files; at most 256`);
+  if (names.length > MAX_SIGNATURE_FILES) throw new AppendlogError('MALFORMED_BUNDLE', `${names.length} signature files; at most ${MAX_SIGNATURE_FILES}`);
   return names.map((n) => ({
     file: `${BUNDLE_FILES.signatures}/${n}`,
-    armored: readLimited(join(sigDir, n), MAX_ARMORED_BYTES, `${BUNDLE_FILES.signatures}/${n}`).toString('utf8'),
+    armored: readLimited(join(sigDir, n), MAX_SIGNATURE_FILE_BYTES, `${BUNDLE_FILES.signatures}/${n}`).toString('utf8'),
   }));
 }
 
@@ -145,6 +145,8 @@ export interface Checkpoint {
 export async function verifyBundleEntries(dir: string, manifest: SealManifest, progress?: Progress, checkpoints?: Checkpoint[]): Promise<ChainFacts> {
   const path = join(dir, BUNDLE_FILES.entries);
   if (!existsSync(path)) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is missing`);
+  // A FIFO or device would never end (or never start): only a regular file is read.
+  if (!statSync(path).isFile()) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is not a regular file`);
   const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
   if (checkpoints !== undefined) verifier.expectHeads(checkpoints);
   const input = createReadStream(path, { highWaterMark: 1 << 20 });
@@ -183,7 +185,7 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
     flush();
   } catch (e) {
     if (e instanceof AppendlogError) throw e;
-    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n + 1}: ${(e as Error).message}`);
+    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: ${(e as Error).message}`);
   } finally {
     input.destroy();
   }

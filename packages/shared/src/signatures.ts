@@ -6,6 +6,14 @@ import * as openpgp from 'openpgp';
 import { AppendlogError } from './errors.js';
 
 export const MAX_ARMORED_BYTES = 1 << 20;
+/**
+ * Bounds on what a bundle may make a verifier do: an armored detached
+ * signature is well under 4 KiB (RSA-4096 included), and M-of-N needs a
+ * handful. Identical packets count once.
+ */
+export const MAX_SIGNATURE_FILES = 64;
+export const MAX_SIGNATURE_FILE_BYTES = 64 * 1024;
+export const MAX_SIGNATURE_PACKETS = 64;
 
 export interface TrustedKey {
   /** Primary key fingerprint, upper-case hex. */
@@ -81,8 +89,9 @@ export async function checkSignatures(
   const valid: SignatureCheck[] = [];
   const untrusted: SignatureCheck[] = [];
   const seen = new Set<string>();
+  const seenPackets = new Set<string>();
   for (const s of signatures) {
-    if (s.armored.length > MAX_ARMORED_BYTES) throw new AppendlogError('MALFORMED_BUNDLE', `${s.file}: too large for a signature`);
+    if (s.armored.length > MAX_SIGNATURE_FILE_BYTES) throw new AppendlogError('MALFORMED_BUNDLE', `${s.file}: too large for a signature`);
     let signature: openpgp.Signature;
     try {
       signature = await openpgp.readSignature({ armoredSignature: s.armored });
@@ -91,6 +100,12 @@ export async function checkSignatures(
     }
     if (signature.packets.length === 0) throw new AppendlogError('SIGNATURE_MISSING', `${s.file}: holds no signature`);
     for (const packet of signature.packets) {
+      const bytes = Buffer.from(packet.write()).toString('base64');
+      if (seenPackets.has(bytes)) continue; // a copy proves nothing more
+      seenPackets.add(bytes);
+      if (seenPackets.size > MAX_SIGNATURE_PACKETS) {
+        throw new AppendlogError('MALFORMED_BUNDLE', `more than ${MAX_SIGNATURE_PACKETS} distinct signatures in the bundle`);
+      }
       const issuer = packet.issuerKeyID.toHex().toLowerCase();
       const key = trusted.find((k) => k.keyIds.includes(issuer));
       if (key === undefined) {

@@ -1,0 +1,263 @@
+/**
+ * Resource exhaustion by a hostile build VM: byte quotas per log and per VM
+ * (APPENDLOG_QUOTA_LOG_MIB / APPENDLOG_QUOTA_VM_MIB), a capped store
+ * (APPENDLOG_MAX_STORE_MIB, SQLite max_page_count) and a really full
+ * filesystem (a 4 MiB tmpfs, when this machine lets us mount one). Past a
+ * limit the session ends with a chained event that says why, the sender gets
+ * a coded error, other VMs are unaffected, and the store is never corrupted.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  KIND,
+  ROOT,
+  entries,
+  events,
+  expectAllVerified,
+  expectNoCrash,
+  expectReceipt,
+  expectServiceError,
+  expectVerified,
+  listLogs,
+  logvm,
+  numbered,
+  report,
+  service,
+  showRaw,
+  sqlite,
+  tempDir,
+  type Run,
+} from './util.js';
+
+const tmp = tempDir('appendlog-hostile-resources-');
+
+const MiB = 1024 * 1024;
+/** Exactly 1 MiB of payload: 16 lines of exactly --max-line (65536) bytes, one entry each. */
+const ONE_MIB = Buffer.concat(Array.from({ length: 16 }, (_, i) => Buffer.concat([Buffer.alloc(65536, 0x61 + i), Buffer.from('\n')])));
+const isPrefix = (stored: Buffer, sent: Buffer): boolean => stored.length <= sent.length && sent.subarray(0, stored.length).equals(stored);
+
+async function integrityOk(db: string): Promise<void> {
+  const r = await sqlite(db, 'PRAGMA integrity_check');
+  expectNoCrash(r, 'sqlite3');
+  expect(r.stdout.toString().trim(), r.stderr).toBe('ok');
+}
+
+describe('when VMs hit the per-log (1 MiB) and per-VM (2 MiB) quotas', () => {
+  const db = join(tmp.dir, 'quota.db');
+  const Q = { APPENDLOG_QUOTA_LOG_MIB: '1', APPENDLOG_QUOTA_VM_MIB: '2' };
+  const FLOOD = numbered('flood', 60_000); // about 3 MiB
+  const r: Record<string, Run> = {};
+
+  beforeAll(async () => {
+    r.fill = await service('vm-a', 'one', db, { input: ONE_MIB, env: Q });
+    r.again = await service('vm-a', 'one', db, { input: 'one more line\n', env: Q });
+    r.flood = await service('vm-a', 'two', db, { input: FLOOD, env: Q, measure: true });
+    r.vmOver = await service('vm-a', 'three', db, { input: ONE_MIB, env: Q });
+    r.otherVm1 = await service('vm-b', 'one', db, { input: ONE_MIB, env: Q });
+    r.otherVm2 = await service('vm-b', 'two', db, { input: ONE_MIB, env: Q });
+    r.vmFull = await service('vm-b', 'three', db, { input: 'x\n', env: Q });
+  }, 120_000);
+
+  it('a log filled to exactly its quota is accepted (exit 0, 1 MiB stored)', () => {
+    expect(expectReceipt(r.fill!)).toMatchObject({ bytes: MiB });
+  });
+
+  it('the next session of that full log is refused at open: QUOTA_EXCEEDED (exit 18), a JSON error, nothing stored', async () => {
+    const { message } = expectServiceError(r.again!, 'QUOTA_EXCEEDED');
+    expect(message).toMatch(/vm-a\/one/);
+    const log = (await listLogs(db)).find((l) => l.vm === 'vm-a' && l.name === 'one')!;
+    expect(log).toMatchObject({ sessions: 1, bytes: MiB, entries: 16 + 2 });
+  });
+
+  describe('the session that floods a log past its quota', () => {
+    it('gets QUOTA_EXCEEDED (exit 18) and a JSON error line, with bounded memory', () => {
+      expectServiceError(r.flood!, 'QUOTA_EXCEEDED');
+      expect(r.flood!.peakRssKiB!).toBeLessThan(150e6 / 1024);
+    });
+
+    it('its log holds at most the quota, as a prefix of whole lines of what was sent', async () => {
+      const stored = await showRaw(db, 'vm-a/two');
+      expect(stored.length).toBeGreaterThan(0);
+      expect(stored.length - stored.filter((c) => c === 0x0a).length).toBeLessThanOrEqual(MiB);
+      expect(isPrefix(stored, FLOOD)).toBe(true);
+      expect(stored[stored.length - 1]).toBe(0x0a);
+    });
+
+    it('a NOTICE quota-exceeded event is chained, then the session closes with reason quota, saying what was not stored', () => {
+      const ev = events(db, 'vm-a', 'two');
+      const tail = ev.slice(-2);
+      expect(tail.map((e) => e.kind)).toEqual([KIND.NOTICE, KIND.SESSION_CLOSE]);
+      expect(tail[0]!.json).toMatchObject({ notice: 'quota-exceeded' });
+      expect(String(tail[0]!.json.detail)).toMatch(/vm-a\/two.*quota/);
+      expect(tail[1]!.json).toMatchObject({ reason: 'quota' });
+      expect(String(tail[1]!.json.detail)).toMatch(/not stored/);
+    });
+  });
+
+  it('a session that would take the VM past its 2 MiB gets QUOTA_EXCEEDED naming the VM quota, chained as a notice', () => {
+    expectServiceError(r.vmOver!, 'QUOTA_EXCEEDED');
+    const ev = events(db, 'vm-a', 'three');
+    const notice = ev.find((e) => e.kind === KIND.NOTICE)!;
+    expect(notice.json).toMatchObject({ notice: 'quota-exceeded' });
+    expect(String(notice.json.detail)).toMatch(/VM vm-a/);
+    expect(ev[ev.length - 1]!.json).toMatchObject({ reason: 'quota' });
+  });
+
+  it('another VM is unaffected: vm-b stores 1 MiB in each of two logs', () => {
+    expect(expectReceipt(r.otherVm1!)).toMatchObject({ log: 'vm-b/one', bytes: MiB });
+    expect(expectReceipt(r.otherVm2!)).toMatchObject({ log: 'vm-b/two', bytes: MiB });
+  });
+
+  it('once a VM holds its quota exactly, a new log of it is refused at open and not even created', async () => {
+    expectServiceError(r.vmFull!, 'QUOTA_EXCEEDED');
+    expect((await listLogs(db)).find((l) => l.vm === 'vm-b' && l.name === 'three')).toBeUndefined();
+  });
+
+  it('every chain of the store verifies', async () => {
+    await expectAllVerified(db);
+  });
+
+  it('QUOTA_EXCEEDED (exit 18) and FRAME_INVALID (exit 17), which the service returns, are in the documented exit code tables', () => {
+    // README "Exit codes" and docs/FORMAT.md section 10 are the tables a caller matches on.
+    for (const file of ['README.md', 'docs/FORMAT.md']) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      expect(text, `${file} documents exit 18`).toMatch(/^\| 18 \|.*QUOTA_EXCEEDED/m);
+      expect(text, `${file} documents exit 17`).toMatch(/^\| 17 \|.*FRAME_INVALID/m);
+    }
+  });
+});
+
+describe('when the store is capped at 2 MiB (APPENDLOG_MAX_STORE_MIB=2) and a VM sends more', () => {
+  const db = join(tmp.dir, 'capped.db');
+  const INPUT = numbered('full', 100_000); // about 5 MiB
+  let r: Run;
+  let err: { message: string };
+
+  beforeAll(async () => {
+    r = await service('build-vm', 'big', db, { input: INPUT, env: { APPENDLOG_MAX_STORE_MIB: '2' } });
+  });
+
+  it('the sender gets STORE_ERROR (exit 7) saying disk full, as a JSON error line and on stderr, without a crash', () => {
+    err = expectServiceError(r, 'STORE_ERROR');
+    expect(err.message).toMatch(/disk full/);
+    expect(r.stderr).toMatch(/disk full/);
+  });
+
+  it('the store is not corrupted: PRAGMA integrity_check says ok, and the chain verifies', async () => {
+    await integrityOk(db);
+    await expectVerified(db, 'build-vm/big');
+  });
+
+  it('what is stored is a prefix of the input, and a chained close entry says why the rest is not', async () => {
+    expect(isPrefix(await showRaw(db, 'build-vm/big'), INPUT)).toBe(true);
+    const close = events(db, 'build-vm', 'big').find((e) => e.kind === KIND.SESSION_CLOSE)!;
+    expect(close.json).toMatchObject({ reason: 'error' });
+    expect(String(close.json.detail)).toMatch(/disk full.*not stored/);
+  });
+
+  it('a small session under the same cap either fits or fails the same clean way; the store stays intact', async () => {
+    const small = await service('build-vm', 'small', db, { input: 'small\n', env: { APPENDLOG_MAX_STORE_MIB: '2' } });
+    if (small.code !== 0) expectServiceError(small, 'STORE_ERROR');
+    else expectReceipt(small);
+    await integrityOk(db);
+  });
+
+  it('without the cap the same store takes new sessions again, and every chain verifies', async () => {
+    expectReceipt(await service('build-vm', 'big', db, { input: 'after the cap was lifted\n' }));
+    await expectAllVerified(db);
+    await integrityOk(db);
+  });
+});
+
+describe('when the store is not a usable SQLite file', () => {
+  it.each([
+    ['a text file', (p: string) => writeFileSync(p, 'this is not a database\n'.repeat(100))],
+    ['a directory', (p: string) => mkdirSync(p)],
+  ])('%s: STORE_ERROR (exit 7) with a JSON error, no crash, and the file is left as it was', async (_what, make) => {
+    const p = join(tmp.dir, `not-a-store-${Math.random().toString(36).slice(2)}`);
+    make(p);
+    expectServiceError(await service('build-vm', 'x', p, { input: 'line\n' }), 'STORE_ERROR');
+    const v = await logvm(['verify-chain', '--json', '--db', p, 'build-vm/x']);
+    expectNoCrash(v, 'verify-chain');
+    expect(v.code).not.toBe(0);
+  });
+});
+
+// A real ENOSPC needs a small filesystem: try to mount a 4 MiB tmpfs (root in
+// a sandbox may or may not be allowed to).
+const mnt = join(tmp.dir, 'tmpfs');
+const tmpfs = ((): { ok: boolean; reason: string } => {
+  try {
+    mkdirSync(mnt, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt], { stdio: 'pipe' });
+    return { ok: true, reason: '' };
+  } catch (e) {
+    return { ok: false, reason: String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim().split('\n')[0]! };
+  }
+})();
+afterAll(() => {
+  // Unmount before the temporary directory (which holds the mount point) is removed.
+  if (tmpfs.ok) execFileSync('umount', [mnt]);
+  tmp.cleanup();
+});
+
+describe.skipIf(!tmpfs.ok)(
+  tmpfs.ok ? 'when the store\'s filesystem is really full (a 4 MiB tmpfs: ENOSPC)' : `SKIPPED: real ENOSPC on a 4 MiB tmpfs (mount -t tmpfs failed: ${tmpfs.reason})`,
+  () => {
+    const db = join(mnt, 'logs.db');
+    const ballast = join(mnt, 'ballast');
+    let closedAtOnce: ReturnType<typeof events>[number] | undefined;
+    const INPUT = numbered('enospc', 120_000); // about 6 MiB
+    let r: Run;
+
+    beforeAll(async () => {
+      // Other files take part of the disk, so that freeing them later leaves
+      // room for the store to checkpoint its WAL and go on.
+      writeFileSync(ballast, Buffer.alloc(2.5 * MiB));
+      r = await service('build-vm', 'big', db, { input: INPUT });
+    });
+
+    it('the sender gets STORE_ERROR (exit 7) saying disk full, without a crash', () => {
+      const { message } = expectServiceError(r, 'STORE_ERROR');
+      expect(message).toMatch(/disk full/);
+    });
+
+    it('the store is not corrupted: integrity_check ok, the chain verifies, what is stored is a prefix of the input', async () => {
+      await integrityOk(db);
+      await expectVerified(db, 'build-vm/big');
+      expect(isPrefix(await showRaw(db, 'build-vm/big'), INPUT)).toBe(true);
+      closedAtOnce = events(db, 'build-vm', 'big').find((e) => e.kind === KIND.SESSION_CLOSE && e.session === 1);
+      if (closedAtOnce !== undefined) {
+        expect(closedAtOnce.json).toMatchObject({ reason: 'error' });
+        expect(String(closedAtOnce.json.detail)).toMatch(/disk full/);
+      }
+    });
+
+    it('a new store on the full filesystem is refused with STORE_ERROR (exit 7), no crash', async () => {
+      const filler = join(mnt, 'filler');
+      try {
+        execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64k'], { stdio: 'pipe' });
+      } catch {
+        // dd stops with ENOSPC: the filesystem is now full
+      }
+      expectServiceError(await service('build-vm', 'x', join(mnt, 'second.db'), { input: 'line\n' }), 'STORE_ERROR');
+    });
+
+    it('once the other files are deleted, the store takes a new session and every chain verifies', async () => {
+      for (const f of ['filler', 'ballast', 'second.db', 'second.db-wal', 'second.db-shm', 'second.db-journal']) rmSync(join(mnt, f), { force: true });
+      expectReceipt(await service('build-vm', 'big', db, { input: 'space again\n' }));
+      // The cut session's end is in the chain: its own error close saying
+      // disk full, or, if the disk was too full even for that close
+      // (FORMAT.md 3.5), a `lost` close written by this next session.
+      const first = events(db, 'build-vm', 'big').filter((e) => e.kind === KIND.SESSION_CLOSE && e.session === 1);
+      expect(first).toHaveLength(1);
+      expect(first[0]!.json.reason).toBe(closedAtOnce === undefined ? 'lost' : 'error');
+      report('real ENOSPC: how the cut session was closed', closedAtOnce === undefined ? 'no close fitted; lost close written by the next session' : 'error close with detail disk full');
+      await expectAllVerified(db);
+      await integrityOk(db);
+    });
+  },
+);
+
