@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import {
   AppendlogError,
   BlockBuilder,
@@ -15,6 +14,7 @@ import {
   type FrameEvent,
 } from '@appendlog/shared';
 import type { LogRow, Store } from './store.js';
+import type { ByteSource } from './source.js';
 
 /**
  * One `logvm append` session: reads the (attacker-controlled) input to EOF
@@ -37,7 +37,8 @@ export interface AppendOptions {
   /** The service argument exactly as received, recorded in the open event. */
   argument: string;
   framed?: boolean;
-  input: Readable;
+  /** The sender's bytes: stdinSource() in the service, streamSource(readable) elsewhere. */
+  input: ByteSource;
   /** Receives receipts during (framed mode) and at the end of the session. */
   onReceipt?: (r: Receipt) => void;
   maxLine?: number;
@@ -248,7 +249,8 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
   const raw = scannerFor(Kind.LINE);
   const rawEmit = emitterFor(Kind.LINE);
   try {
-    for await (const chunk of input as AsyncIterable<Buffer>) {
+    await input.run((chunk) => {
+      if (failure !== null || protocolError !== null) return; // the rest is not read
       s.time = now();
       if (parser === null) raw.push(chunk, rawEmit);
       else {
@@ -256,6 +258,8 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
           parser.push(chunk, onFrame);
         } catch (e) {
           protocolError = isAppendlogError(e) ? e : new AppendlogError('FRAME_INVALID', String(e));
+          input.destroy();
+          return;
         }
       }
       try {
@@ -263,8 +267,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
       } catch (e) {
         fail(e);
       }
-      if (failure !== null || protocolError !== null) break;
-    }
+    });
   } catch (e) {
     // The sender's side broke (disconnect, reset) or we destroyed the stream.
     if (failure === null && reason !== 'signal') {

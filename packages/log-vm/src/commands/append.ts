@@ -5,6 +5,7 @@ import { reportError, writeAll } from '../output.js';
 import { dbPath, withDb, type DbArgs } from './common.js';
 import { DEFAULT_QUOTAS, Store } from '../store.js';
 import { readServiceConfig } from '../config.js';
+import { stdinSource, type ByteSource } from '../source.js';
 
 interface AppendArgs extends DbArgs {
   qrexec?: boolean;
@@ -73,6 +74,7 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
     };
     const argument = args.qrexec ? (process.env.QREXEC_SERVICE_ARGUMENT ?? '') : (args.name ?? '');
     let store: Store | undefined;
+    let source: ByteSource | undefined;
     const controller = new AbortController();
     const onTerm = (): void => controller.abort();
     process.once('SIGTERM', onTerm);
@@ -101,7 +103,7 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         vm,
         name,
         argument,
-        input: process.stdin,
+        input: (source = stdinSource()),
         framed: mode.framed,
         onReceipt: (r) => {
           void tell(r);
@@ -127,8 +129,9 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onTerm);
       store?.close();
-      // Do not wait for a sender that keeps stdin open after a refusal.
-      process.stdin.destroy();
+      // Do not wait for a sender that keeps stdin open. (Before a session
+      // starts nothing reads stdin, so a refusal exits at once.)
+      source?.destroy();
     }
   },
 };
