@@ -28,17 +28,7 @@ export const ENTRY_PREFIX = Buffer.from('appendlog/v1/entry\0', 'latin1');
 export const KIND = { LINE: 0x01, SESSION_OPEN: 0x10, SESSION_CLOSE: 0x11 } as const;
 export const FLAG = { CONT: 0x01, NOEOL: 0x02 } as const;
 
-/** Exit codes as documented (README "Exit codes"). */
-export const EXIT = {
-  NAME_INVALID: 3,
-  VM_INVALID: 3,
-  LOG_NOT_FOUND: 4,
-  NAME_CONFLICT: 6,
-  CHAIN_HASH_MISMATCH: 10,
-  SEQ_OUT_OF_ORDER: 11,
-  CHAIN_TRUNCATED: 12,
-  HEAD_MISMATCH: 13,
-} as const;
+export { EXIT, type Code } from './exit-codes.js';
 
 export interface Receipt {
   type: 'receipt';
@@ -49,6 +39,18 @@ export interface Receipt {
   lines: number;
   bytes: number;
   final?: boolean;
+}
+
+/** One record of a bundle's entries.jsonl, as written by `logvm export`. */
+export interface Rec {
+  seq: number;
+  time: number;
+  session: number;
+  kind: string;
+  flags: number;
+  text?: string;
+  base64?: string;
+  hash: string;
 }
 
 export interface ListedLog {

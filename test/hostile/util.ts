@@ -32,47 +32,8 @@ export { LOGVM, RPC_SERVICE, ROOT, jsonLines, tempDir, type RunResult } from '..
 export const TIME = '/usr/bin/time';
 export const SQLITE3 = '/usr/bin/sqlite3';
 
-/** Documented exit codes (README "Exit codes", docs/FORMAT.md section 10). */
-export const EXIT = {
-  OK: 0,
-  INTERNAL: 1,
-  USAGE: 2,
-  NAME_INVALID: 3,
-  VM_INVALID: 3,
-  LOG_NOT_FOUND: 4,
-  LOG_SEALED: 5,
-  NAME_CONFLICT: 6,
-  STORE_ERROR: 7,
-  INPUT_ERROR: 8,
-  TERMINATED: 9,
-  CHAIN_HASH_MISMATCH: 10,
-  SEQ_OUT_OF_ORDER: 11,
-  CHAIN_TRUNCATED: 12,
-  HEAD_MISMATCH: 13,
-  ENTRY_AFTER_SEAL: 14,
-  BAD_ENTRY: 15,
-  STORE_INCONSISTENT: 16,
-  // Not in the README / FORMAT.md tables (see the resources and faults
-  // specifications); the values are those of the brief and errors.ts.
-  FRAME_INVALID: 17,
-  QUOTA_EXCEEDED: 18,
-  MALFORMED_BUNDLE: 20,
-  MANIFEST_INVALID: 21,
-  MANIFEST_MISMATCH: 22,
-  SIGNATURE_MISSING: 30,
-  SIGNATURE_INVALID: 31,
-  SIGNATURE_UNTRUSTED: 32,
-  THRESHOLD_NOT_MET: 33,
-  SEAL_CHAIN_BROKEN: 34,
-  KEY_INVALID: 35,
-  SIGNER_FAILED: 40,
-  SIGNER_REFUSED: 41,
-  NOT_SEALED: 42,
-  LOG_EMPTY: 43,
-  LOG_BUSY: 44,
-  BUNDLE_EXISTS: 45,
-} as const;
-export type Code = keyof typeof EXIT;
+export { EXIT, type Code } from '../exit-codes.js';
+import { EXIT, type Code } from '../exit-codes.js';
 
 /** Every exit status a log VM process may end with; 1 (INTERNAL) is a bug, so it is not here. */
 export const DOCUMENTED_EXITS = new Set<number>(Object.values(EXIT).filter((c) => c !== EXIT.INTERNAL));
@@ -236,16 +197,8 @@ export function expectNoCrash(r: Run, what = 'process'): void {
   expect(r.stdout.toString('utf8'), `${what} printed a stack trace on stdout`).not.toMatch(STACK_TRACE);
 }
 
-export interface Receipt {
-  type: 'receipt';
-  log: string;
-  session: number;
-  entries: number;
-  head: string;
-  lines: number;
-  bytes: number;
-  final?: boolean;
-}
+import type { Receipt } from '../e2e-util.js';
+export type { Receipt } from '../e2e-util.js';
 
 /** A successful session: exit 0, nothing on stderr, exactly one receipt line. */
 export function expectReceipt(r: Run): Receipt {

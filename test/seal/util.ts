@@ -16,35 +16,8 @@ import { expect } from 'vitest';
 import { ChainHasher, KIND_NAMES, encodeEntry } from '../../packages/shared/src/index.js';
 import { ROOT, logvm, run, tempDir, type RunResult } from '../helpers.js';
 
-/** Documented exit codes (README "Exit codes"). */
-export const EXIT = {
-  OK: 0,
-  USAGE: 2,
-  LOG_NOT_FOUND: 4,
-  LOG_SEALED: 5,
-  CHAIN_HASH_MISMATCH: 10,
-  SEQ_OUT_OF_ORDER: 11,
-  CHAIN_TRUNCATED: 12,
-  HEAD_MISMATCH: 13,
-  ENTRY_AFTER_SEAL: 14,
-  BAD_ENTRY: 15,
-  STORE_INCONSISTENT: 16,
-  MALFORMED_BUNDLE: 20,
-  MANIFEST_INVALID: 21,
-  MANIFEST_MISMATCH: 22,
-  SIGNATURE_MISSING: 30,
-  SIGNATURE_INVALID: 31,
-  SIGNATURE_UNTRUSTED: 32,
-  THRESHOLD_NOT_MET: 33,
-  SEAL_CHAIN_BROKEN: 34,
-  KEY_INVALID: 35,
-  SIGNER_FAILED: 40,
-  SIGNER_REFUSED: 41,
-  NOT_SEALED: 42,
-  LOG_EMPTY: 43,
-  BUNDLE_EXISTS: 45,
-} as const;
-export type Code = keyof typeof EXIT;
+export { EXIT, type Code } from '../exit-codes.js';
+import { EXIT, type Code } from '../exit-codes.js';
 
 export const SQLITE3 = '/usr/bin/sqlite3';
 
@@ -167,16 +140,8 @@ export async function logvmOk(args: string[], opts: Parameters<typeof logvm>[1] 
 // ---------------------------------------------------------------------------
 // Bundles
 
-export interface Rec {
-  seq: number;
-  time: number;
-  session: number;
-  kind: string;
-  flags: number;
-  text?: string;
-  base64?: string;
-  hash: string;
-}
+import type { Rec } from '../e2e-util.js';
+export type { Rec } from '../e2e-util.js';
 
 /** A copy of a bundle directory for one attack. */
 export function copyBundle(src: string, dest: string): string {

@@ -26,16 +26,7 @@ export const SENDER = join(ROOT, 'packages/log-sender/dist/cli.js');
 /** The calling VM, as dom0 names it to the service (QREXEC_REMOTE_DOMAIN). */
 export const VM = 'build-vm';
 
-/** Documented exit codes (README "Exit codes"; EXIT_CODES in packages/shared/src/errors.ts). */
-export const EXIT = {
-  OK: 0,
-  LOG_SEALED: 5,
-  FRAME_INVALID: 17,
-  RECEIPT_MISMATCH: 50,
-  ARTIFACT_NOT_FOUND: 51,
-  LOG_FAILED: 60,
-  TRANSPORT_REFUSED: 61,
-} as const;
+export { EXIT, type Code } from '../exit-codes.js';
 
 /** Entry kinds (docs/FORMAT.md section 3.2), written out on purpose. */
 export const KIND = {
@@ -272,16 +263,8 @@ export async function sealAndExport(db: string, ref: string, signer: Signer, out
 // ---------------------------------------------------------------------------
 // Bundles and the store, read as data
 
-export interface Rec {
-  seq: number;
-  time: number;
-  session: number;
-  kind: string;
-  flags: number;
-  text?: string;
-  base64?: string;
-  hash: string;
-}
+import type { Rec } from '../e2e-util.js';
+export type { Rec } from '../e2e-util.js';
 
 export interface Bundle {
   dir: string;
