@@ -9,7 +9,6 @@ import {
   canonicalBytes,
   isAppendlogError,
   parseClaim,
-  type CanonicalValue,
   type CloseReason,
   type FrameEvent,
 } from '@appendlog/shared';
@@ -224,7 +223,6 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
 
   const parser = opts.framed ? new FrameParser() : null;
   let protocolError: AppendlogError | null = null;
-  let ended = false;
   const onFrame = (e: FrameEvent): void => {
     if (e.type === 'data') {
       const kind = STREAM_KIND[e.stream]!;
@@ -240,9 +238,8 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
           throw new AppendlogError('FRAME_INVALID', e.frame === FrameType.HELLO ? 'the HELLO frame does not hold a hello claim' : 'a CLAIM frame holds a hello claim');
         }
         s.event(Kind.CLAIM, e.payload);
-      } else {
-        ended = true;
       }
+      // END: nothing to store; FrameParser refuses anything after it.
     }
   };
 
