@@ -271,16 +271,8 @@ export async function expectVerified(db: string, ref: string, timeoutMs?: number
   return result;
 }
 
-export interface ListedLog {
-  vm: string;
-  name: string;
-  state: 'open' | 'sealed';
-  entries: number;
-  lines: number;
-  bytes: number;
-  sessions: number;
-  head: string;
-}
+import type { ListedLog } from '../e2e-util.js';
+export type { ListedLog } from '../e2e-util.js';
 
 export async function listLogs(db: string): Promise<ListedLog[]> {
   const r = await logvm(['list', '--json'], { db });

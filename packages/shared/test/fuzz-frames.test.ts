@@ -9,6 +9,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AppendlogError, FrameParser, FrameType, MAX_DATA_FRAME, MAX_JSON_FRAME, encodeFrame, type FrameEvent } from '../src/index.js';
+import { split } from './support.js';
 
 /** A normalized event: data of one stream merged across reads. */
 type Ev = { type: 'data'; stream: number; hex: string } | { type: 'json'; frame: number; hex: string } | { type: 'end' };
@@ -49,19 +50,6 @@ function run(parts: readonly Uint8Array[], callEnd = true): Outcome {
     if (err) return { events, error: err, uncoded };
   }
   return { events, error: callEnd ? attempt(() => p.end()) : null, uncoded };
-}
-
-/** Splits `input` at the given (unsorted, possibly repeated) positions. */
-function split(input: Uint8Array, cuts: readonly number[]): Uint8Array[] {
-  const at = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
-  const parts: Uint8Array[] = [];
-  let prev = 0;
-  for (const c of at) {
-    parts.push(input.subarray(prev, c));
-    prev = c;
-  }
-  parts.push(input.subarray(prev));
-  return parts;
 }
 
 const TYPES = [FrameType.HELLO, FrameType.CLAIM, FrameType.END, FrameType.DATA, FrameType.STDOUT, FrameType.STDERR];

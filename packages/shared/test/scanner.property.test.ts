@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Flag, LineScanner } from '../src/index.js';
+import { split } from './support.js';
 
 interface Line {
   payload: Buffer;
@@ -22,19 +23,6 @@ function scan(maxLine: number, parts: readonly Uint8Array[]): Line[] {
   for (const p of parts) scanner.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength), emit);
   scanner.end(emit);
   return out;
-}
-
-/** Splits `input` at the given (unsorted, possibly repeated) positions. */
-function split(input: Uint8Array, cuts: readonly number[]): Uint8Array[] {
-  const at = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
-  const parts: Uint8Array[] = [];
-  let prev = 0;
-  for (const c of at) {
-    parts.push(input.subarray(prev, c));
-    prev = c;
-  }
-  parts.push(input.subarray(prev));
-  return parts;
 }
 
 /**

@@ -153,3 +153,16 @@ export function useBackend(backend: HashBackend, hooks: { beforeAll: (fn: () => 
     setHashBackend(before);
   });
 }
+
+/** Splits `input` at the given (unsorted, possibly repeated) positions. */
+export function split(input: Uint8Array, cuts: readonly number[]): Uint8Array[] {
+  const at = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+  const parts: Uint8Array[] = [];
+  let prev = 0;
+  for (const c of at) {
+    parts.push(input.subarray(prev, c));
+    prev = c;
+  }
+  parts.push(input.subarray(prev));
+  return parts;
+}
