@@ -338,10 +338,46 @@ describe('when two signatures by distinct trusted keys are required (--threshold
 
   it('two distinct signatures by the same key count once: THRESHOLD_NOT_MET (exit 33)', async () => {
     const dir = attack();
-    const c = await logvm(['cosign', dir, '--signer', 'gpg:alice@example.org'], { env: gpg.env });
-    expect(c.code, c.stderr).toBe(0);
+    // A second, different signature by Alice (SHA-256 instead of the signer's SHA-512).
+    const r = await gpg.gpg(['--yes', '-u', alice, '--digest-algo', 'SHA256', '-a', '-b', '-o', join(dir, 'signatures/02.asc'), join(dir, 'manifest.json')]);
+    expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(dir, 'signatures/02.asc'), 'utf8')).not.toBe(readFileSync(join(dir, 'signatures/01.asc'), 'utf8'));
     expectFailure(await verifyChain([dir, ...keysAB()]), 'THRESHOLD_NOT_MET');
+  });
+
+  it('cosign with a key that already signed says so and adds no second signature of it (exit 0)', async () => {
+    const dir = attack();
+    const c = await logvm(['cosign', dir, '--signer', 'gpg:alice@example.org', '--key', alicePub], { env: gpg.env });
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout.toString('utf8')).toMatch(/already signed .*signatures\/01\.asc.*nothing added/);
+    expect(() => readFileSync(join(dir, 'signatures/02.asc'))).toThrow();
+  });
+
+  it('cosign without --key or --first is a USAGE error (exit 2): it never signs unchecked', async () => {
+    const dir = attack();
+    const c = await logvm(['cosign', dir, '--signer', 'gpg:bob@example.org'], { env: gpg.env });
+    expect(c.code, c.stderr).toBe(EXIT.USAGE);
+    expect(c.stderr).toContain('--first');
+    expect(() => readFileSync(join(dir, 'signatures/02.asc'))).toThrow();
+  });
+
+  it('cosign --first checks the chain only, signs, and says the signatures were not checked', async () => {
+    const dir = attack();
+    const c = await logvm(['cosign', dir, '--signer', 'gpg:bob@example.org', '--first'], { env: gpg.env });
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout.toString('utf8')).toContain('NOT checked (--first)');
+    expectOk(await verifyChain([dir, ...keysAB()]));
+  });
+
+  it('cosign --key refuses a bundle whose existing signature is bad over the manifest (exit 31) and adds no signature', async () => {
+    const dir = attack();
+    // Alice's signature over other bytes, put where the bundle's signature is.
+    const other = join(tmp.dir, `other-manifest-${attacks}`);
+    writeFileSync(other, `${readFileSync(join(dir, 'manifest.json'), 'utf8')} `);
+    await gpg.signDetached(alice, other, join(dir, 'signatures/01.asc'));
+    const c = await logvm(['cosign', dir, '--signer', 'gpg:bob@example.org', '--key', alicePub], { env: gpg.env });
+    expect(c.code, c.stderr).toBe(EXIT.SIGNATURE_INVALID);
+    expect(() => readFileSync(join(dir, 'signatures/02.asc'))).toThrow();
   });
 
   it('a second signature by an unknown key does not count: THRESHOLD_NOT_MET (exit 33)', async () => {
@@ -362,7 +398,7 @@ describe('when two signatures by distinct trusted keys are required (--threshold
     const recs = readRecords(dir);
     recs[2] = { ...recs[2]!, text: 'changed' };
     writeRecords(dir, recs);
-    const c = await logvm(['cosign', dir, '--signer', 'gpg:bob@example.org'], { env: gpg.env });
+    const c = await logvm(['cosign', dir, '--signer', 'gpg:bob@example.org', '--key', alicePub], { env: gpg.env });
     expect(c.code, c.stderr).toBe(EXIT.CHAIN_HASH_MISMATCH);
     expect(c.stderr).toContain('CHAIN_HASH_MISMATCH');
     expect(() => readFileSync(join(dir, 'signatures/02.asc'))).toThrow();

@@ -17,7 +17,7 @@ import {
   type ChainFacts,
   type SealManifest,
 } from '@appendlog/shared';
-import { MAX_SIGNATURE_FILES, MAX_SIGNATURE_FILE_BYTES, checkSignatures, type SignatureReport, type TrustedKey } from '@appendlog/shared/signatures';
+import { MAX_SIGNATURE_FILES, MAX_SIGNATURE_FILE_BYTES, verifyManifestSignatures, type SignatureInput, type SignatureReport, type TrustStore } from '@appendlog/shared/signatures';
 import { blockEntries } from './entries.js';
 import { pushStoredBlock } from './verify-store.js';
 import { BufferedWriter } from './output.js';
@@ -120,14 +120,14 @@ export function readBundleManifest(dir: string): { manifest: SealManifest; bytes
   return { manifest: parseManifest(bytes), bytes };
 }
 
-export function readBundleSignatures(dir: string): Array<{ file: string; armored: string }> {
+export function readBundleSignatures(dir: string): SignatureInput[] {
   const sigDir = join(dir, BUNDLE_FILES.signatures);
   if (!existsSync(sigDir)) return [];
   const names = readdirSync(sigDir).filter((n) => n.endsWith('.asc')).sort();
   if (names.length > MAX_SIGNATURE_FILES) throw new AppendlogError('MALFORMED_BUNDLE', `${names.length} signature files; at most ${MAX_SIGNATURE_FILES}`);
   return names.map((n) => ({
     file: `${BUNDLE_FILES.signatures}/${n}`,
-    armored: readLimited(join(sigDir, n), MAX_SIGNATURE_FILE_BYTES, `${BUNDLE_FILES.signatures}/${n}`).toString('utf8'),
+    bytes: readLimited(join(sigDir, n), MAX_SIGNATURE_FILE_BYTES, `${BUNDLE_FILES.signatures}/${n}`),
   }));
 }
 
@@ -201,13 +201,20 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
  */
 export async function verifyBundle(
   dir: string,
-  trusted: TrustedKey[],
+  trust: TrustStore,
   threshold: number,
-  opts: { progress?: Progress; previous?: string; checkpoints?: Checkpoint[] } = {},
+  opts: { progress?: Progress; previous?: string; checkpoints?: Checkpoint[]; now?: number } = {},
 ): Promise<BundleVerification> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AppendlogError('MALFORMED_BUNDLE', `${dir} is not a bundle directory`);
   const { manifest, bytes } = readBundleManifest(dir);
-  const signatures = await checkSignatures(bytes, readBundleSignatures(dir), trusted, threshold);
+  const signatures = await verifyManifestSignatures({
+    manifest: bytes,
+    sealed: manifest.sealed,
+    signatures: readBundleSignatures(dir),
+    trust,
+    threshold,
+    now: opts.now ?? Date.now(),
+  });
   const facts = await verifyBundleEntries(dir, manifest, opts.progress, opts.checkpoints);
   if (opts.previous !== undefined) checkSealLink(readBundleManifest(opts.previous).bytes, manifest);
   return { manifest, manifestBytes: bytes, facts, signatures };

@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { AppendlogError, isAppendlogError } from './errors.js';
+import { AppendlogError, escapeText, isAppendlogError } from '@appendlog/shared';
 
 /** Writes to a stream with backpressure: resolves once the data is accepted. */
 export async function writeAll(out: Writable, data: string | Uint8Array): Promise<void> {
@@ -54,7 +54,8 @@ export function toCodedError(e: unknown): AppendlogError {
 /** Reports a failure on stderr and sets the documented exit code. */
 export function reportError(e: unknown, prefix = 'logvm'): AppendlogError {
   const err = toCodedError(e);
-  process.stderr.write(`${prefix}: ${err.code}: ${err.message}\n`);
+  // Messages can carry bundle, store or key text: one escaper for all of it.
+  process.stderr.write(`${prefix}: ${err.code}: ${escapeText(err.message)}\n`);
   process.exitCode = err.exitCode;
   return err;
 }

@@ -1,5 +1,5 @@
 import { AppendlogError, ChainVerifier, HASH_SIZE, checkManifestAgainstChain, parseManifest, sealHash, type ChainFacts, type SealManifest } from '@appendlog/shared';
-import { checkSignatures, type SignatureReport, type TrustedKey } from '@appendlog/shared/signatures';
+import { verifyManifestSignatures, type SignatureReport, type TrustStore } from '@appendlog/shared/signatures';
 import type { BlockRow, LogRow, Store } from './store.js';
 import type { Checkpoint } from './bundle-io.js';
 
@@ -81,7 +81,7 @@ export interface StoredLogVerification {
 export async function verifyStoredLog(
   store: Store,
   log: LogRow,
-  opts: { keys?: TrustedKey[]; threshold?: number; progress?: Progress; checkpoints?: Checkpoint[] } = {},
+  opts: { trust?: TrustStore; threshold?: number; now?: number; progress?: Progress; checkpoints?: Checkpoint[] } = {},
 ): Promise<StoredLogVerification> {
   const facts = verifyStoredChain(store, log, opts.progress, opts.checkpoints);
   const seal = store.getSeal(log.id);
@@ -103,13 +103,15 @@ export async function verifyStoredLog(
   checkManifestAgainstChain(manifest, facts);
   const seals = verifySealChain(store);
   let signatures: SignatureReport | undefined;
-  if (opts.keys !== undefined && opts.keys.length > 0) {
-    signatures = await checkSignatures(
-      seal.manifest,
-      store.signatures(seal.seal_index).map((armored, i) => ({ file: `signature ${i + 1}`, armored })),
-      opts.keys,
-      opts.threshold ?? 1,
-    );
+  if (opts.trust !== undefined) {
+    signatures = await verifyManifestSignatures({
+      manifest: seal.manifest,
+      sealed: manifest.sealed,
+      signatures: store.signatures(seal.seal_index).map((armored, i) => ({ file: `signature ${i + 1}`, bytes: Buffer.from(armored, 'utf8') })),
+      trust: opts.trust,
+      threshold: opts.threshold ?? 1,
+      now: opts.now ?? Date.now(),
+    });
   }
   return { facts, state: 'sealed', manifest, seals, signatures };
 }

@@ -1,7 +1,7 @@
 /**
  * Makes hostile log bytes safe to print on a terminal. Every C0 control
- * (except TAB), DEL, C1 control, Unicode bidirectional override and byte that
- * is not valid UTF-8 is shown as an escape (`\x1b`, `\u202e`, `\xff`), and a
+ * (except TAB), DEL, C1 control, Unicode format character (Cf: bidi, zero-width,
+ * tags), U+2028/U+2029 and byte that is not valid UTF-8 is shown as an escape (`\x1b`, `\u202e`, `\xff`), and a
  * backslash as `\\`, so the output is unambiguous and can never move the
  * cursor, change colours, set the title (OSC) or reorder text. Pure: the
  * caller writes the result.
@@ -11,20 +11,42 @@ const hex2 = (b: number): string => HEX[b >> 4]! + HEX[b & 15]!;
 
 const NAMED: Readonly<Record<number, string>> = { 0x0d: '\\r', 0x1b: '\\e', 0x00: '\\0', 0x5c: '\\\\' };
 
-/** Bidi controls and other invisible format characters that can disguise text. */
-function isDangerousCodePoint(cp: number): boolean {
-  return (
-    (cp >= 0x80 && cp <= 0x9f) || // C1 controls (0x9b is a one-byte CSI)
-    (cp >= 0x202a && cp <= 0x202e) ||
-    (cp >= 0x2066 && cp <= 0x2069) ||
-    cp === 0x200e ||
-    cp === 0x200f ||
-    cp === 0x061c ||
-    cp === 0xfeff ||
-    (cp >= 0xfff9 && cp <= 0xfffb) ||
-    cp === 0x2028 ||
-    cp === 0x2029
-  );
+/**
+ * Code points that control a terminal or hide/reorder text: C1 controls,
+ * every Unicode format character (general category Cf: bidi embeddings,
+ * overrides, isolates and marks, zero-width space/joiners, word joiner, BOM,
+ * soft hyphen, interlinear annotation controls, tag characters U+E0000..),
+ * and the line and paragraph separators U+2028/U+2029.
+ */
+const CF = /^\p{Cf}$/u;
+export function isDangerousCodePoint(cp: number): boolean {
+  if (cp < 0xa0) return cp >= 0x80; // C1 (0x9b is a one-byte CSI); ASCII is handled by the caller
+  if (cp === 0x2028 || cp === 0x2029) return true;
+  return CF.test(String.fromCodePoint(cp));
+}
+
+const showCodePoint = (cp: number): string => (cp > 0xffff ? `\\u{${cp.toString(16)}}` : `\\u${cp.toString(16).padStart(4, '0')}`);
+
+/**
+ * The same escaping for a JS string (user IDs, file names, manifest values,
+ * parser messages): one escaper for everything printed from an untrusted
+ * source. Lone surrogates are shown as `\udXXX`.
+ */
+export function escapeText(s: string): string {
+  let out = '';
+  for (const ch of s) {
+    const cp = ch.codePointAt(0)!;
+    if (cp < 0x80) {
+      if (cp >= 0x20 && cp !== 0x7f && cp !== 0x5c) out += ch;
+      else if (cp === 0x09) out += '\t';
+      else out += NAMED[cp] ?? `\\x${hex2(cp)}`;
+    } else if ((cp >= 0xd800 && cp <= 0xdfff) || isDangerousCodePoint(cp)) {
+      out += showCodePoint(cp);
+    } else {
+      out += ch;
+    }
+  }
+  return out;
 }
 
 export function escapeForTerminal(bytes: Uint8Array): string {
@@ -67,7 +89,7 @@ export function escapeForTerminal(bytes: Uint8Array): string {
       i++;
       continue;
     }
-    out += isDangerousCodePoint(cp) ? `\\u${cp.toString(16).padStart(4, '0')}` : String.fromCodePoint(cp);
+    out += isDangerousCodePoint(cp) ? showCodePoint(cp) : String.fromCodePoint(cp);
     i += len;
   }
   return out;

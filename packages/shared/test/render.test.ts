@@ -36,6 +36,10 @@ function unescape(s: string): Buffer {
       if (k === 'x' && /^[0-9a-f]{2}$/.test(s.slice(i + 2, i + 4))) {
         out.push(Buffer.from([parseInt(s.slice(i + 2, i + 4), 16)]));
         i += 4;
+      } else if (k === 'u' && /^\{[0-9a-f]{5,6}\}/.test(s.slice(i + 2))) {
+        const m = /^\{([0-9a-f]{5,6})\}/.exec(s.slice(i + 2))!;
+        out.push(Buffer.from(String.fromCodePoint(parseInt(m[1]!, 16)), 'utf8'));
+        i += 2 + m[0].length;
       } else if (k === 'u' && /^[0-9a-f]{4}$/.test(s.slice(i + 2, i + 6))) {
         out.push(Buffer.from(String.fromCodePoint(parseInt(s.slice(i + 2, i + 6), 16)), 'utf8'));
         i += 6;

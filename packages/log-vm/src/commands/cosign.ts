@@ -1,46 +1,64 @@
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { BUNDLE_FILES } from '@appendlog/shared';
+import { AppendlogError, BUNDLE_FILES, escapeText } from '@appendlog/shared';
 import { asList, reportError, writeAll } from '../output.js';
 
 interface CosignArgs {
   bundle: string;
   signer: string;
   key?: string | string[];
+  keyring?: string | string[];
+  first?: boolean;
 }
 
-
 /**
- * `logvm cosign`: M-of-N release signing. A further trusted person checks the
- * bundle's chain against its manifest (and, with --key, the signatures made
- * so far), then adds a signature over the same manifest bytes.
+ * `logvm cosign`: M-of-N release signing. A further trusted person verifies
+ * before signing: the bundle's chain against its manifest, and the
+ * signatures made so far against the keys given (at least one must count,
+ * none may be bad). Signing without checking anyone's signature needs
+ * `--first`, said out loud. A key that already signed adds nothing toward M,
+ * so no second signature of it is written.
  */
-
 export const cosignCommand: CommandModule<object, CosignArgs> = {
   command: 'cosign <bundle>',
-  describe: 'check a bundle, then add another signature over its manifest',
+  describe: 'verify a bundle, then add another signature over its manifest',
   builder: (y) =>
     y
       .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle directory' })
       .option('signer', { type: 'string', demandOption: true, describe: 'split-gpg[:KEYID], gpg[:KEYID] or key-file:PATH' })
-      .option('key', { type: 'string', describe: 'also check the existing signatures against this public key (repeatable)' }) as never,
+      .option('key', { type: 'string', describe: 'trusted public key(s) the existing signatures must verify against (repeatable)' })
+      .option('keyring', { type: 'string', describe: 'a keyring exported with gpg --export (repeatable)' })
+      .option('first', { type: 'boolean', describe: 'sign without checking the existing signatures (only the chain is verified)' }) as never,
   handler: async (args) => {
     // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     try {
-      const { checkSignatures, signatureIssuers } = await import('@appendlog/shared/signatures');
+      const { NO_TRUST, evaluateSignatures, requireThreshold, signatureIssuers } = await import('@appendlog/shared/signatures');
       const { readBundleManifest, readBundleSignatures, verifyBundleEntries } = await import('../bundle-io.js');
       const { parseSignerSpec } = await import('../signers.js');
-      const { loadKeys } = await import('./keys.js');
+      const { loadTrust } = await import('./keys.js');
+      const keyFiles = asList(args.key);
+      const keyringFiles = asList(args.keyring);
+      const haveKeys = keyFiles.length + keyringFiles.length > 0;
+      if (!haveKeys && args.first !== true) {
+        throw new AppendlogError('USAGE', 'cosign checks the existing signatures first: give the trusted keys with --key/--keyring, or say --first to sign without checking them');
+      }
+      if (haveKeys && args.first === true) throw new AppendlogError('USAGE', '--first means no keys to check against: give --key/--keyring or --first, not both');
       const signer = parseSignerSpec(args.signer);
       const { manifest, bytes } = readBundleManifest(args.bundle);
-      const keyFiles = asList(args.key);
-      if (keyFiles.length > 0) {
-        await checkSignatures(bytes, readBundleSignatures(args.bundle), await loadKeys(keyFiles), 1);
-      }
+      const existing = readBundleSignatures(args.bundle);
+      const trust = haveKeys ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles }) : NO_TRUST;
+      const verdict = await evaluateSignatures({ manifest: bytes, sealed: manifest.sealed, signatures: existing, trust, now: Date.now() });
+      if (haveKeys) requireThreshold(verdict, 1, trust);
       await verifyBundleEntries(args.bundle, manifest);
       const signature = await signer.sign(bytes);
       const issuers = await signatureIssuers(signature);
+      const had = verdict.results.filter((r) => issuers.includes(r.keyId));
+      const log = `${manifest.vm}/${manifest.name} (seal #${manifest.sealIndex})`;
+      if (had.length > 0) {
+        await writeAll(process.stdout, `key ${issuers.join(', ')} already signed ${log} (${had.map((r) => escapeText(r.file)).join(', ')}): nothing added, one key counts once\n`);
+        return;
+      }
       const dir = join(args.bundle, BUNDLE_FILES.signatures);
       mkdirSync(dir, { recursive: true });
       const taken = readdirSync(dir);
@@ -48,7 +66,10 @@ export const cosignCommand: CommandModule<object, CosignArgs> = {
       while (taken.includes(`${String(n).padStart(2, '0')}.asc`)) n++;
       const file = join(dir, `${String(n).padStart(2, '0')}.asc`);
       writeFileSync(file, signature, { flag: 'wx' });
-      await writeAll(process.stdout, `cosigned ${manifest.vm}/${manifest.name} (seal #${manifest.sealIndex}): ${file}, key ${issuers.join(', ')}\n`);
+      const checked = haveKeys
+        ? `existing signatures checked: ${verdict.counted.length} trusted certificate(s) counted`
+        : 'existing signatures NOT checked (--first)';
+      await writeAll(process.stdout, `cosigned ${log}: ${file}, key ${issuers.join(', ')}; chain verified, ${checked}\n`);
     } catch (e) {
       reportError(e, 'logvm cosign');
     }

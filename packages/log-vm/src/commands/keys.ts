@@ -1,19 +1,24 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { AppendlogError } from '@appendlog/shared';
-import { MAX_ARMORED_BYTES, loadTrustedKeys, type TrustedKey } from '@appendlog/shared/signatures';
+import { MAX_ARMORED_BYTES, MAX_KEYRING_BYTES, loadTrustStore, type KeySource, type TrustStore } from '@appendlog/shared/signatures';
 
-/** Trust material first: read every --key file once, into plain data. */
-export async function loadKeys(paths: string[]): Promise<TrustedKey[]> {
-  const files = paths.map((p) => {
-    let armored: string;
-    try {
-      const buf = readFileSync(p);
-      if (buf.length > MAX_ARMORED_BYTES) throw new Error('file too large');
-      armored = buf.toString('utf8');
-    } catch (e) {
-      throw new AppendlogError('KEY_INVALID', `cannot read key ${p}: ${(e as Error).message}`);
-    }
-    return { name: p, armored };
-  });
-  return loadTrustedKeys(files);
+function readSource(path: string, kind: KeySource['kind']): KeySource {
+  const max = kind === 'keyring' ? MAX_KEYRING_BYTES : MAX_ARMORED_BYTES;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > max) throw new Error('file too large');
+    return { name: path, bytes: readFileSync(path), kind };
+  } catch (e) {
+    throw new AppendlogError('KEY_INVALID', `cannot read ${kind} ${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Trust material first: read every --key and --keyring file once, into plain
+ * data (docs/FORMAT.md 6.4 G0), with the --signer pins.
+ */
+export async function loadTrust(opts: { keys?: string[]; keyrings?: string[]; signers?: string[] }): Promise<TrustStore> {
+  const sources = [...(opts.keys ?? []).map((p) => readSource(p, 'key')), ...(opts.keyrings ?? []).map((p) => readSource(p, 'keyring'))];
+  return loadTrustStore(sources, { signers: opts.signers });
 }

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { AppendlogError, escapeForTerminal, parseLogRef, sha256Stream, type ChainFacts, type SealManifest } from '@appendlog/shared';
+import { AppendlogError, escapeForTerminal, escapeText, parseLogRef, sha256Stream, type ChainFacts, type SealManifest } from '@appendlog/shared';
 import type { SignatureReport } from '@appendlog/shared/signatures';
 import { asList, isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { makeProgress } from '../progress.js';
@@ -9,6 +9,8 @@ import { openStore, withDb, type DbArgs } from './common.js';
 interface VerifyArgs extends DbArgs {
   target: string;
   key?: string | string[];
+  keyring?: string | string[];
+  signer?: string | string[];
   threshold: number;
   previous?: string;
   receipt?: string | string[];
@@ -74,8 +76,10 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
   builder: (y) =>
     withDb(y)
       .positional('target', { type: 'string', demandOption: true, describe: 'bundle directory, or VM/NAME in the store' })
-      .option('key', { type: 'string', describe: 'trusted public key file (armored); repeat for M-of-N' })
-      .option('threshold', { type: 'number', default: 1, describe: 'valid signatures needed, by distinct trusted keys' })
+      .option('key', { type: 'string', describe: 'trusted public key file(s), armored or binary, one or more certificates each (repeatable)' })
+      .option('keyring', { type: 'string', describe: 'a keyring exported with gpg --export (repeatable)' })
+      .option('signer', { type: 'string', describe: 'only this primary fingerprint (40 hex) may count; repeatable, like gpgv with a pinned list' })
+      .option('threshold', { type: 'number', default: 1, describe: 'signatures needed, by distinct trusted certificates (primary fingerprints)' })
       .option('previous', { type: 'string', describe: 'bundle of the seal made just before: check the link of the seal chain' })
       .option('receipt', { type: 'string', describe: 'receipts kept by logsend --receipts: the log must extend every one' })
       .option('artifact', { type: 'string', describe: 'a release file: its SHA-256 must be among the sealed artifacts' })
@@ -90,26 +94,29 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
     try {
       const { verifyBundle } = await import('../bundle-io.js');
       const { verifyStoredLog } = await import('../verify-store.js');
-      const { loadKeys } = await import('./keys.js');
+      const { loadTrust } = await import('./keys.js');
       const { readReceipts } = await import('../receipts.js');
       const { readBundleManifest } = await import('../bundle-io.js');
       const isBundle = args.db === undefined && existsSync(args.target) && statSync(args.target).isDirectory();
       const keyFiles = asList(args.key);
+      const keyringFiles = asList(args.keyring);
+      const signerPins = asList(args.signer);
       const receiptFiles = asList(args.receipt);
       const artifactFiles = asList(args.artifact);
-      const keys = keyFiles.length > 0 ? await loadKeys(keyFiles) : undefined;
+      if (signerPins.length > 0 && keyFiles.length + keyringFiles.length === 0) throw new AppendlogError('USAGE', '--signer pins keys given with --key or --keyring; give those too');
+      const trust = keyFiles.length + keyringFiles.length > 0 ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins }) : undefined;
       let outcome: Outcome;
       if (isBundle) {
-        if (keys === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc');
+        if (trust === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
         const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName(readBundleManifest(args.target).manifest)) : undefined;
-        const r = await verifyBundle(args.target, keys, args.threshold, { progress, previous: args.previous, checkpoints });
+        const r = await verifyBundle(args.target, trust, args.threshold, { progress, previous: args.previous, checkpoints });
         outcome = { source: 'bundle', state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
       } else {
         const { vm, name } = parseLogRef(args.target);
         const store = openStore(args);
         try {
           const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, `${vm}/${name}`) : undefined;
-          const r = await verifyStoredLog(store, store.requireLog(vm, name), { keys, threshold: args.threshold, progress, checkpoints });
+          const r = await verifyStoredLog(store, store.requireLog(vm, name), { trust, threshold: args.threshold, progress, checkpoints });
           outcome = { source: 'store', ...r };
         } finally {
           store.close();
@@ -135,7 +142,12 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
 async function printOk(json: boolean, o: Outcome): Promise<void> {
   const f = o.facts;
   const log = `${f.identity.vm}/${f.identity.name}`;
-  const signers = (o.signatures?.valid ?? []).map((s) => ({ fingerprint: s.fingerprint, userIds: s.userIds, created: s.created, file: s.file }));
+  const results = o.signatures?.results ?? [];
+  const userIdsOf = new Map((o.signatures?.counted ?? []).map((c) => [c.fingerprint, c.userIds]));
+  const signers = results
+    .filter((r) => r.status === 'counted')
+    .map((r) => ({ fingerprint: r.certificate, signingKey: r.signingKey, userIds: userIdsOf.get(r.certificate ?? '') ?? [], created: r.created === undefined ? null : isoTime(r.created), hash: r.hash, file: r.file }));
+  const notCounted = results.filter((r) => r.status !== 'counted');
   if (json) {
     await writeAll(
       process.stdout,
@@ -161,7 +173,9 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
         signatures: signers,
         signaturesChecked: o.signatures !== undefined,
         threshold: o.signatures?.threshold ?? null,
-        ignoredSignatures: o.signatures?.untrusted.length ?? 0,
+        signers: o.signatures?.counted.length ?? 0,
+        ignoredSignatures: notCounted.length,
+        refusedSignatures: notCounted.map((r) => ({ file: r.file, index: r.index, code: r.code, issuer: r.issuer, certificate: r.certificate ?? null, created: r.created === undefined ? null : isoTime(r.created), message: r.message })),
         receiptsChecked: o.receipts ?? 0,
         artifacts: o.artifacts ?? [],
       })}\n`,
@@ -183,9 +197,16 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
     lines.push(`  last:      ${isoTime(f.lastTime)}`);
   }
   if (o.signatures) {
-    lines.push(`  signed by: ${o.signatures.distinctKeys} trusted key(s), ${o.signatures.threshold} required`);
-    for (const s of signers) lines.push(`    ${s.fingerprint} ${(s.userIds ?? []).join(', ')} (${s.created ?? '?'}, ${s.file})`);
-    if (o.signatures.untrusted.length > 0) lines.push(`  ignored:   ${o.signatures.untrusted.length} signature(s) by keys not given with --key`);
+    const sg = o.signatures;
+    lines.push(`  signed by: ${sg.counted.length} trusted certificate(s) counted, ${sg.threshold} required`);
+    for (const c of sg.counted) {
+      // A user ID is shown only when a valid self-signature binds it (FORMAT.md 6.4).
+      lines.push(`    ${c.fingerprint}${c.userIds.length > 0 ? ` ${c.userIds.map(escapeText).join(', ')}` : ' (no user ID bound to this key)'}`);
+      for (const s of signers.filter((x) => x.fingerprint === c.fingerprint)) {
+        lines.push(`      ${escapeText(s.file)}: ${s.created ?? '?'}, ${s.hash ?? '?'}${s.signingKey !== c.fingerprint ? `, subkey ${s.signingKey}` : ''}`);
+      }
+    }
+    for (const r of notCounted) lines.push(`  not counted: ${escapeText(r.file)}: ${r.code ?? r.status}: ${escapeText(r.message)}`);
   } else if (o.state === 'sealed') {
     lines.push('  signatures: not checked (give --key to check them)');
   }
