@@ -486,12 +486,16 @@ function keyRefusal(cert: TrustedCertificate, k: KeyInfo, t: number, now: number
   const primary = cert.keys[0]!;
   const pSelf = inForce(primary, now) ?? primary.selfSigs[primary.selfSigs.length - 1];
   if (pSelf === undefined) return { code: 'CERT_INVALID', message: `certificate ${cert.fingerprint} has no valid self-signature` };
-  for (const key of k.primary ? [k] : [primary, k]) {
-    const what = key.primary ? `primary key ${key.fingerprint}` : `subkey ${key.fingerprint}`;
-    for (const r of key.revocations) {
-      if (r.hard) return { code: 'KEY_COMPROMISED', message: `${what} is revoked${r.reason === null ? ' (no reason given)' : ` (reason ${r.reason})`}: none of its signatures count` };
-      if (t >= r.created) return { code: 'KEY_REVOKED', message: `${what} was retired or superseded on ${iso(r.created)}, before this signature (${iso(t)})` };
-    }
+  const chain = k.primary ? [k] : [primary, k];
+  const what = (key: KeyInfo): string => (key.primary ? `primary key ${key.fingerprint}` : `subkey ${key.fingerprint}`);
+  // Hard revocations first: a compromised key never counts, whatever the dates.
+  for (const key of chain) {
+    const r = key.revocations.find((x) => x.hard);
+    if (r) return { code: 'KEY_COMPROMISED', message: `${what(key)} is revoked${r.reason === null ? ' (no reason given)' : ` (reason ${r.reason})`}: none of its signatures count` };
+  }
+  for (const key of chain) {
+    const r = key.revocations.find((x) => t >= x.created);
+    if (r) return { code: 'KEY_REVOKED', message: `${what(key)} was retired or superseded on ${iso(r.created)}, before this signature (${iso(t)})` };
   }
   if (t < primary.created || t < k.created) return { code: 'KEY_NOT_YET_VALID', message: `the signature (${iso(t)}) is older than the key that made it` };
   // Expiry as gpg judges it: by the newest self-signature (an owner may extend a key's life).
