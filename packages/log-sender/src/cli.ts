@@ -6,6 +6,8 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { AppendlogError, EXIT_CODES, LOG_NAME_RE, checkLogName, isAppendlogError } from '@appendlog/shared';
 import { send } from './sender.js';
+import { expandVerifyPairs } from './files.js';
+import { loadKeyring } from './keyring.js';
 import type { TransportSpec } from './transport.js';
 
 /**
@@ -61,6 +63,8 @@ const argv = await yargs(hideBin(process.argv))
   .option('command', { type: 'string', describe: 'with --transport command: a shell command whose stdin/stdout reach the service' })
   .option('input', { type: 'string', describe: 'file or glob hashed before the build (repeatable)' })
   .option('artifact', { type: 'string', describe: 'file or glob hashed after the build (repeatable)' })
+  .option('verify-input', { type: 'string', describe: 'FILE=SIGNATURE (or FILE / glob, signature FILE.asc): check against --keyring before the build (repeatable)' })
+  .option('keyring', { type: 'string', describe: 'armored certificates of the source signers, for --verify-input (repeatable)' })
   .option('receipts', { type: 'string', describe: 'append the receipts of the log VM to this file (JSON lines)' })
   .option('connect-timeout', { type: 'number', default: 300, describe: 'seconds to wait for the log VM to acknowledge the session before the build starts' })
   .option('on-log-failure', { choices: ['stop', 'continue'] as const, default: 'stop' as const, describe: 'stop the build when the log fails, or let it finish (and still exit non-zero)' })
@@ -95,7 +99,15 @@ try {
   if (command.length === 0 && process.stdin.isTTY) {
     throw new AppendlogError('USAGE', 'give a command after --, or pipe the build into logsend');
   }
+  const verifySpecs = list(argv['verify-input']);
+  const keyringFiles = list(argv.keyring);
+  if (verifySpecs.length > 0 && keyringFiles.length === 0) throw new AppendlogError('USAGE', '--verify-input needs --keyring KEYS (the certificates of the source signers)');
+  if (keyringFiles.length > 0 && verifySpecs.length === 0) throw new AppendlogError('USAGE', '--keyring is only used with --verify-input');
+  const verifyInputs = verifySpecs.length > 0 ? await expandVerifyPairs(verifySpecs) : [];
+  const keyring = keyringFiles.length > 0 ? await loadKeyring(keyringFiles) : undefined;
   const res = await send({
+    verifyInputs,
+    keyring,
     name,
     transport,
     command,

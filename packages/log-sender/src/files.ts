@@ -1,6 +1,17 @@
-import { createReadStream, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { glob, isDynamicPattern } from 'tinyglobby';
-import { AppendlogError, MAX_CLAIM_PATH, sha256Stream, type Claim } from '@appendlog/shared';
+import {
+  AppendlogError,
+  MAX_CLAIM_PATH,
+  MAX_REJECT_REASON,
+  sha256Stream,
+  type Claim,
+  type InputRejectCode,
+  type InputRejectedClaim,
+  type InputVerifiedClaim,
+} from '@appendlog/shared';
+import { MAX_SIGNATURE_FILE_BYTES, checkInputSignature, type TrustedKey } from '@appendlog/shared/signatures';
 
 /**
  * Expands --input/--artifact patterns (globs, or plain paths) and hashes each
@@ -35,4 +46,107 @@ export async function fileClaims(kind: 'input' | 'artifact', patterns: string[],
 /** SHA-256 and size of the bytes actually read (not a separate stat). */
 export function sha256File(path: string): Promise<{ size: number; sha256: string }> {
   return sha256Stream(createReadStream(path));
+}
+
+/** One `--verify-input` pair: a source file and its detached signature. */
+export interface VerifyPair {
+  path: string;
+  signature: string;
+}
+
+/**
+ * Expands `--verify-input` specs: `FILE=SIG` (split at the last `=`), or a
+ * file or glob alone, each match paired with `MATCH.asc` (else `MATCH.sig`).
+ * In glob form the signature files themselves are not inputs. A glob that
+ * matches nothing is a usage error; a missing file or signature is not (it is
+ * checked, and refused, in the log: the log must show why a build did not
+ * start).
+ */
+export async function expandVerifyPairs(specs: string[], cwd = process.cwd()): Promise<VerifyPair[]> {
+  const out: VerifyPair[] = [];
+  for (const spec of specs) {
+    const eq = spec.lastIndexOf('=');
+    if (eq > 0 && eq < spec.length - 1) {
+      out.push({ path: spec.slice(0, eq), signature: spec.slice(eq + 1) });
+      continue;
+    }
+    if (eq >= 0) throw new AppendlogError('USAGE', `--verify-input ${spec}: give FILE=SIGNATURE, or FILE / a glob (signature FILE.asc)`);
+    let paths: string[];
+    if (isDynamicPattern(spec)) {
+      paths = (await glob(spec, { cwd, onlyFiles: true, dot: false, expandDirectories: false })).sort().filter((p) => !/\.(asc|sig)$/.test(p));
+      if (paths.length === 0) throw new AppendlogError('USAGE', `--verify-input ${spec}: matches no file`);
+    } else {
+      paths = [spec];
+    }
+    for (const path of paths) {
+      const full = path.startsWith('/') ? path : `${cwd}/${path}`;
+      const sig = existsSync(`${full}.asc`) || !existsSync(`${full}.sig`) ? `${path}.asc` : `${path}.sig`;
+      out.push({ path, signature: sig });
+    }
+  }
+  for (const p of out) {
+    if (p.path.length > MAX_CLAIM_PATH) throw new AppendlogError('USAGE', `--verify-input ${p.path.slice(0, 60)}...: path longer than ${MAX_CLAIM_PATH}`);
+  }
+  return out;
+}
+
+/**
+ * Checks each pair against the keyring and returns one claim per result. A
+ * file is read once: the hash in the claim is of the bytes the signature was
+ * checked over. The signature's own SHA-256 goes into the claim too, so an
+ * auditor holding the .asc can tie it to the log.
+ */
+export async function verifyInputs(
+  pairs: VerifyPair[],
+  keyring: TrustedKey[],
+  cwd = process.cwd(),
+): Promise<Array<InputVerifiedClaim | InputRejectedClaim>> {
+  const out: Array<InputVerifiedClaim | InputRejectedClaim> = [];
+  for (const p of pairs) {
+    const full = p.path.startsWith('/') ? p.path : `${cwd}/${p.path}`;
+    const sigFull = p.signature.startsWith('/') ? p.signature : `${cwd}/${p.signature}`;
+    const reject = (code: InputRejectCode, reason: string, file: { size: number; sha256: string } | null): InputRejectedClaim => ({
+      claim: 'input-rejected',
+      path: p.path,
+      code,
+      reason: reason.slice(0, MAX_REJECT_REASON),
+      size: file?.size ?? null,
+      sha256: file?.sha256 ?? null,
+    });
+    try {
+      if (!statSync(full).isFile()) throw new Error('not a regular file');
+    } catch (e) {
+      out.push(reject('INPUT_UNREADABLE', `cannot read the file: ${(e as Error).message}`, null));
+      continue;
+    }
+    let sigBytes: Buffer;
+    try {
+      if (!statSync(sigFull).isFile()) throw new Error('not a regular file');
+      if (statSync(sigFull).size > MAX_SIGNATURE_FILE_BYTES) throw new Error(`larger than ${MAX_SIGNATURE_FILE_BYTES} bytes`);
+      sigBytes = readFileSync(sigFull);
+    } catch (e) {
+      out.push(reject('SIGNATURE_MALFORMED', `cannot read the signature ${p.signature}: ${(e as Error).message}`, await sha256File(full).catch(() => null)));
+      continue;
+    }
+    let r;
+    try {
+      r = await checkInputSignature(createReadStream(full), sigBytes, keyring);
+    } catch (e) {
+      out.push(reject('INPUT_UNREADABLE', `cannot read the file: ${(e as Error).message}`, null));
+      continue;
+    }
+    if (r.signer !== undefined) {
+      out.push({
+        claim: 'input-verified',
+        path: p.path,
+        size: r.size,
+        sha256: r.sha256,
+        signature: createHash('sha256').update(sigBytes).digest('hex'),
+        signer: r.signer.fingerprint.toLowerCase(),
+      });
+    } else {
+      out.push(reject(r.failure!.code, r.failure!.reason, r));
+    }
+  }
+  return out;
 }

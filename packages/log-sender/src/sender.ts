@@ -12,7 +12,8 @@ import {
   encodeFrame,
   type Claim,
 } from '@appendlog/shared';
-import { fileClaims } from './files.js';
+import type { TrustedKey } from '@appendlog/shared/signatures';
+import { fileClaims, verifyInputs, type VerifyPair } from './files.js';
 import { describeTransport, startTransport, type TransportSpec } from './transport.js';
 
 export const SENDER_VERSION = 'logsend/0.1.0';
@@ -32,6 +33,9 @@ export interface SendOptions {
   command: string[];
   inputs: string[];
   artifacts: string[];
+  /** --verify-input pairs, checked against `keyring` before the build starts. */
+  verifyInputs?: VerifyPair[];
+  keyring?: TrustedKey[];
   receipts?: string;
   onLogFailure: 'stop' | 'continue';
   stdin?: Readable;
@@ -212,6 +216,29 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   await link.send(FrameType.HELLO, claimBytes(hello));
   for (const c of inputs) await link.send(FrameType.CLAIM, claimBytes(c));
 
+  // Source verification happens here, in the build VM, after the session is
+  // open: every result, good or bad, is a claim in the log, and a failure
+  // stops everything before the build starts (an error message that scrolls
+  // by while the build goes on is exactly what this prevents).
+  let rejected = 0;
+  if (opts.verifyInputs !== undefined && opts.verifyInputs.length > 0) {
+    for (const c of await verifyInputs(opts.verifyInputs, opts.keyring ?? [])) {
+      await link.send(FrameType.CLAIM, claimBytes(c));
+      if (c.claim === 'input-verified') {
+        say(`verified ${c.path} (sha256 ${c.sha256}): signed by ${c.signer.toUpperCase()}`);
+      } else {
+        rejected++;
+        const line = `logsend: ${c.code}: ${c.path}: ${c.reason}`;
+        stderr.write(`${line}\n`);
+        await link.sendData(FrameType.STDERR, Buffer.from(`${line}\n`, 'utf8'));
+      }
+    }
+    if (rejected > 0) {
+      const line = `logsend: refusing to build: ${rejected} of ${opts.verifyInputs.length} input(s) failed verification`;
+      await link.sendData(FrameType.STDERR, Buffer.from(`${line}\n`, 'utf8'));
+    }
+  }
+
   // Fail closed from the start: the build runs only once the log VM has
   // acknowledged the session (a dom0 `ask` policy may take a while).
   const timeout = setTimeout(
@@ -227,6 +254,15 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     return { exitCode: f.exitCode, build: null, logError: f, finalReceipt: null };
   } finally {
     clearTimeout(timeout);
+  }
+  if (rejected > 0) {
+    await link.close();
+    const f = link.failure;
+    if (f !== null) return { exitCode: f.exitCode, build: null, logError: f, finalReceipt: null };
+    const r = link.finalReceipt;
+    say(`the build was not started: ${rejected} input(s) failed verification (recorded in log ${r?.log ?? opts.name}); exiting 65`);
+    const err = new AppendlogError('INPUT_UNVERIFIED', `${rejected} input(s) failed verification`);
+    return { exitCode: err.exitCode, build: null, logError: null, finalReceipt: r as Record<string, unknown> | null };
   }
 
   let result: { code: number | null; signal: string | null };

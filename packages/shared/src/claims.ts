@@ -1,7 +1,7 @@
 import { AppendlogError } from './errors.js';
 import { canonicalJson, type CanonicalValue } from './canonical-json.js';
 import { FRAME_PROTOCOL } from './frames.js';
-import type { ClaimedFile, ClaimsSummary } from './manifest.js';
+import type { ClaimedFile, ClaimsSummary, RejectedInput, VerifiedInput } from './manifest.js';
 
 /**
  * Claims: what the sender says about its own build (framed mode). The log VM
@@ -11,11 +11,46 @@ import type { ClaimedFile, ClaimsSummary } from './manifest.js';
  *   {"claim":"hello","command":[...],"hostname":"...","protocol":"appendlog-frames/1","sender":"..."}
  *   {"claim":"input"|"artifact","path":"...","sha256":"<64 hex>","size":N}
  *   {"claim":"exit","code":N|null,"signal":"SIGTERM"|null}
+ *   {"claim":"input-verified","path":"...","sha256":"<64 hex>","signature":"<64 hex>","signer":"<40|64 hex>","size":N}
+ *   {"claim":"input-rejected","code":"SIGNATURE_INVALID"|...,"path":"...","reason":"...","sha256":"<64 hex>"|null,"size":N|null}
  */
 export type Claim =
   | { claim: 'hello'; protocol: string; sender: string; hostname: string; command: string[] }
   | { claim: 'input' | 'artifact'; path: string; size: number; sha256: string }
-  | { claim: 'exit'; code: number | null; signal: string | null };
+  | { claim: 'exit'; code: number | null; signal: string | null }
+  | InputVerifiedClaim
+  | InputRejectedClaim;
+
+/**
+ * `logsend --verify-input FILE=SIG`: FILE's detached OpenPGP signature was
+ * checked in the build VM against its keyring before the build started.
+ * `signature` is the SHA-256 of the signature file, `signer` the primary
+ * fingerprint (lower-case hex) of the certificate whose signature verified.
+ */
+export interface InputVerifiedClaim {
+  claim: 'input-verified';
+  path: string;
+  size: number;
+  sha256: string;
+  signature: string;
+  signer: string;
+}
+
+/** Why an input failed its check (docs/FORMAT.md section 10.5). */
+export const INPUT_REJECT_CODES = ['SIGNATURE_INVALID', 'SIGNATURE_UNTRUSTED', 'SIGNATURE_MALFORMED', 'INPUT_UNREADABLE'] as const;
+export type InputRejectCode = (typeof INPUT_REJECT_CODES)[number];
+export const MAX_REJECT_REASON = 1024;
+
+/** An input whose signature check failed: the build was not started. */
+export interface InputRejectedClaim {
+  claim: 'input-rejected';
+  path: string;
+  code: InputRejectCode;
+  reason: string;
+  /** null when the file could not be read. */
+  size: number | null;
+  sha256: string | null;
+}
 
 export const MAX_CLAIM_PATH = 1024;
 /** Files listed in a seal manifest's claims summary, per list; the rest are counted. */
@@ -28,6 +63,8 @@ export const MAX_SUMMARY_FILES = 1000;
 export const MAX_SUMMARY_FILE_BYTES = 2 << 20;
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** An OpenPGP v4 (40 hex) or v6 (64 hex) primary fingerprint, lower case. */
+export const FINGERPRINT_RE = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 
 function bad(msg: string, code: 'FRAME_INVALID' | 'BAD_ENTRY', seq?: number): never {
   throw new AppendlogError(code, `claim refused: ${msg}`, { seq });
@@ -71,6 +108,31 @@ export function parseClaim(bytes: Uint8Array, code: 'FRAME_INVALID' | 'BAD_ENTRY
       if (!(o.signal === null || (typeof o.signal === 'string' && /^SIG[A-Z0-9]{1,12}$/.test(o.signal)))) bad('exit signal malformed', code, seq);
       claim = { claim: 'exit', code: o.code as number | null, signal: o.signal as string | null };
       break;
+    case 'input-verified':
+      if (!keysAre(o, 'claim,path,sha256,signature,signer,size')) bad('input-verified has unexpected fields', code, seq);
+      if (!isStr(o.path, MAX_CLAIM_PATH) || o.path === '') bad('input-verified path malformed', code, seq);
+      if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) bad('input-verified size malformed', code, seq);
+      if (typeof o.sha256 !== 'string' || !HEX64.test(o.sha256)) bad('input-verified sha256 malformed', code, seq);
+      if (typeof o.signature !== 'string' || !HEX64.test(o.signature)) bad('input-verified signature malformed', code, seq);
+      if (typeof o.signer !== 'string' || !FINGERPRINT_RE.test(o.signer)) bad('input-verified signer malformed', code, seq);
+      claim = { claim: 'input-verified', path: o.path, size: o.size, sha256: o.sha256, signature: o.signature, signer: o.signer };
+      break;
+    case 'input-rejected':
+      if (!keysAre(o, 'claim,code,path,reason,sha256,size')) bad('input-rejected has unexpected fields', code, seq);
+      if (!isStr(o.path, MAX_CLAIM_PATH) || o.path === '') bad('input-rejected path malformed', code, seq);
+      if (!(INPUT_REJECT_CODES as readonly unknown[]).includes(o.code)) bad('input-rejected code unknown', code, seq);
+      if (!isStr(o.reason, MAX_REJECT_REASON)) bad('input-rejected reason malformed', code, seq);
+      if (!(o.size === null || (typeof o.size === 'number' && Number.isSafeInteger(o.size) && o.size >= 0))) bad('input-rejected size malformed', code, seq);
+      if (!(o.sha256 === null || (typeof o.sha256 === 'string' && HEX64.test(o.sha256)))) bad('input-rejected sha256 malformed', code, seq);
+      claim = {
+        claim: 'input-rejected',
+        path: o.path,
+        code: o.code as InputRejectCode,
+        reason: o.reason,
+        size: o.size as number | null,
+        sha256: o.sha256 as string | null,
+      };
+      break;
     default:
       bad('unknown claim type', code, seq);
   }
@@ -96,6 +158,12 @@ export class ClaimsCollector {
   private artifacts: ClaimedFile[] = [];
   private omittedInputs = 0;
   private omittedArtifacts = 0;
+  /** Whether any signature-check claim was seen: only then the summary has the two lists (old manifests stay byte-identical). */
+  private checked = false;
+  private verified: VerifiedInput[] = [];
+  private rejected: RejectedInput[] = [];
+  private omittedVerified = 0;
+  private omittedRejected = 0;
 
   add(c: Claim): void {
     this.any = true;
@@ -111,17 +179,35 @@ export class ClaimsCollector {
         else this.omittedInputs++;
         break;
       case 'artifact':
-        if (this.fits(this.artifacts, c)) this.artifacts.push({ path: c.path, size: c.size, sha256: c.sha256 });
+        if (this.fits(this.artifacts, { path: c.path, sha256: c.sha256, size: c.size })) this.artifacts.push({ path: c.path, size: c.size, sha256: c.sha256 });
         else this.omittedArtifacts++;
         break;
+      case 'input-verified': {
+        this.checked = true;
+        const v: VerifiedInput = { path: c.path, size: c.size, sha256: c.sha256, signer: c.signer };
+        if (this.fits(this.verified, { path: v.path, sha256: v.sha256, signer: v.signer, size: v.size })) this.verified.push(v);
+        else this.omittedVerified++;
+        break;
+      }
+      case 'input-rejected': {
+        this.checked = true;
+        const r: RejectedInput = { path: c.path, code: c.code, reason: c.reason, size: c.size, sha256: c.sha256 };
+        if (this.fits(this.rejected, { code: r.code, path: r.path, reason: r.reason, sha256: r.sha256, size: r.size })) this.rejected.push(r);
+        else this.omittedRejected++;
+        break;
+      }
     }
   }
 
   private listedBytes = 0;
 
-  private fits(list: ClaimedFile[], c: { path: string; size: number; sha256: string }): boolean {
+  /**
+   * The budget of docs/FORMAT.md 8.4, shared by all four lists: each listed
+   * object counts the bytes of its canonical JSON plus 1.
+   */
+  private fits(list: unknown[], item: Record<string, CanonicalValue>): boolean {
     if (list.length >= MAX_SUMMARY_FILES) return false;
-    const bytes = Buffer.byteLength(canonicalJson({ path: c.path, sha256: c.sha256, size: c.size }), 'utf8') + 1;
+    const bytes = Buffer.byteLength(canonicalJson(item), 'utf8') + 1;
     if (this.listedBytes + bytes > MAX_SUMMARY_FILE_BYTES) return false;
     this.listedBytes += bytes;
     return true;
@@ -129,10 +215,20 @@ export class ClaimsCollector {
 
   summary(): ClaimsSummary | undefined {
     if (!this.any) return undefined;
+    const omitted = this.omittedInputs + this.omittedArtifacts + this.omittedVerified + this.omittedRejected;
     return {
       inputs: this.inputs,
       artifacts: this.artifacts,
-      ...(this.omittedInputs + this.omittedArtifacts > 0 ? { omitted: { inputs: this.omittedInputs, artifacts: this.omittedArtifacts } } : {}),
+      ...(this.checked ? { verifiedInputs: this.verified, rejectedInputs: this.rejected } : {}),
+      ...(omitted > 0
+        ? {
+            omitted: {
+              inputs: this.omittedInputs,
+              artifacts: this.omittedArtifacts,
+              ...(this.checked ? { verifiedInputs: this.omittedVerified, rejectedInputs: this.omittedRejected } : {}),
+            },
+          }
+        : {}),
       ...(this.exit ? { exit: { code: this.exit.code, signal: this.exit.signal } } : {}),
       ...(this.hello ? { hostname: this.hello.hostname, command: this.hello.command } : {}),
     };

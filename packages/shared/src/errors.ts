@@ -40,8 +40,14 @@ export const EXIT_CODES = {
   BUNDLE_EXISTS: 45,
   RECEIPT_MISMATCH: 50,
   ARTIFACT_NOT_FOUND: 51,
+  /** verify-artifact: fewer than M distinct trusted builders claim the file (issue 12). */
+  QUORUM_NOT_MET: 70,
+  /** an evidence file (docs/FORMAT.md section 12) is malformed. */
+  EVIDENCE_INVALID: 71,
   LOG_FAILED: 60,
   TRANSPORT_REFUSED: 61,
+  /** logsend --verify-input: an input's signature did not verify; the build was not started. */
+  INPUT_UNVERIFIED: 65,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

@@ -20,13 +20,31 @@ export interface ClaimedFile {
   sha256: string;
 }
 
+/** An input whose detached signature the build VM checked (logsend --verify-input). */
+export interface VerifiedInput extends ClaimedFile {
+  /** Primary fingerprint of the certificate that signed it, lower-case hex. */
+  signer: string;
+}
+
+/** An input whose signature check failed (the build was not started). */
+export interface RejectedInput {
+  path: string;
+  code: string;
+  reason: string;
+  size: number | null;
+  sha256: string | null;
+}
+
 /** What the sender said about its build (framed mode); claims, not facts. */
 export interface ClaimsSummary {
   exit?: { code: number | null; signal: string | null };
   inputs: ClaimedFile[];
   artifacts: ClaimedFile[];
-  /** File claims beyond MAX_SUMMARY_FILES per list, counted only. */
-  omitted?: { inputs: number; artifacts: number };
+  /** Present (both) exactly when the log holds an input-verified or input-rejected claim. */
+  verifiedInputs?: VerifiedInput[];
+  rejectedInputs?: RejectedInput[];
+  /** File claims beyond MAX_SUMMARY_FILES per list (or the byte budget), counted only. */
+  omitted?: { inputs: number; artifacts: number; verifiedInputs?: number; rejectedInputs?: number };
   hostname?: string;
   command?: string[];
 }
@@ -87,6 +105,37 @@ function checkFiles(v: unknown, what: string): ClaimedFile[] {
   });
 }
 
+const FPR = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+function checkVerified(v: unknown): VerifiedInput[] {
+  if (!Array.isArray(v) || v.length > 100_000) fail('claims.verifiedInputs is not a list');
+  return v.map((f: unknown, i) => {
+    if (f === null || typeof f !== 'object' || Array.isArray(f)) fail(`claims.verifiedInputs[${i}] is not an object`);
+    const o = f as Record<string, unknown>;
+    if (Object.keys(o).sort().join(',') !== 'path,sha256,signer,size') fail(`claims.verifiedInputs[${i}] has unexpected fields`);
+    if (typeof o.path !== 'string' || o.path.length > 4096) fail(`claims.verifiedInputs[${i}].path is not a string`);
+    if (!isCount(o.size)) fail(`claims.verifiedInputs[${i}].size is not a count`);
+    if (!isHex64(o.sha256)) fail(`claims.verifiedInputs[${i}].sha256 is not a SHA-256 hex digest`);
+    if (typeof o.signer !== 'string' || !FPR.test(o.signer)) fail(`claims.verifiedInputs[${i}].signer is not a fingerprint`);
+    return { path: o.path as string, size: o.size as number, sha256: o.sha256 as string, signer: o.signer };
+  });
+}
+
+function checkRejected(v: unknown): RejectedInput[] {
+  if (!Array.isArray(v) || v.length > 100_000) fail('claims.rejectedInputs is not a list');
+  return v.map((f: unknown, i) => {
+    if (f === null || typeof f !== 'object' || Array.isArray(f)) fail(`claims.rejectedInputs[${i}] is not an object`);
+    const o = f as Record<string, unknown>;
+    if (Object.keys(o).sort().join(',') !== 'code,path,reason,sha256,size') fail(`claims.rejectedInputs[${i}] has unexpected fields`);
+    if (typeof o.path !== 'string' || o.path.length > 4096) fail(`claims.rejectedInputs[${i}].path is not a string`);
+    if (typeof o.code !== 'string' || o.code.length > 64) fail(`claims.rejectedInputs[${i}].code is not a string`);
+    if (typeof o.reason !== 'string' || o.reason.length > 4096) fail(`claims.rejectedInputs[${i}].reason is not a string`);
+    if (!(o.size === null || isCount(o.size))) fail(`claims.rejectedInputs[${i}].size is not a count or null`);
+    if (!(o.sha256 === null || isHex64(o.sha256))) fail(`claims.rejectedInputs[${i}].sha256 is not a SHA-256 hex digest or null`);
+    return { path: o.path as string, code: o.code, reason: o.reason, size: o.size as number | null, sha256: o.sha256 as string | null };
+  });
+}
+
 /**
  * Parses manifest bytes from an untrusted bundle. Strict: known fields only,
  * right types and ranges, and the bytes must be the canonical encoding of
@@ -122,8 +171,15 @@ export function parseManifest(bytes: Uint8Array): SealManifest {
   if (o.claims !== undefined) {
     const c = o.claims as Record<string, unknown>;
     if (c === null || typeof c !== 'object' || Array.isArray(c)) fail('claims is not an object');
-    for (const k of Object.keys(c)) if (!['exit', 'inputs', 'artifacts', 'omitted', 'hostname', 'command'].includes(k)) fail(`claims has unknown field ${JSON.stringify(k).slice(0, 80)}`);
+    for (const k of Object.keys(c)) {
+      if (!['exit', 'inputs', 'artifacts', 'verifiedInputs', 'rejectedInputs', 'omitted', 'hostname', 'command'].includes(k)) fail(`claims has unknown field ${JSON.stringify(k).slice(0, 80)}`);
+    }
     claims = { inputs: checkFiles(c.inputs, 'claims.inputs'), artifacts: checkFiles(c.artifacts, 'claims.artifacts') };
+    const checked = c.verifiedInputs !== undefined || c.rejectedInputs !== undefined;
+    if (checked) {
+      claims.verifiedInputs = checkVerified(c.verifiedInputs);
+      claims.rejectedInputs = checkRejected(c.rejectedInputs);
+    }
     if (c.exit !== undefined) {
       const e = c.exit as Record<string, unknown>;
       if (e === null || typeof e !== 'object') fail('claims.exit is not an object');
@@ -134,10 +190,15 @@ export function parseManifest(bytes: Uint8Array): SealManifest {
     }
     if (c.omitted !== undefined) {
       const om = c.omitted as Record<string, unknown>;
-      if (om === null || typeof om !== 'object' || Object.keys(om).sort().join(',') !== 'artifacts,inputs' || !isCount(om.inputs) || !isCount(om.artifacts)) {
+      const members = checked ? 'artifacts,inputs,rejectedInputs,verifiedInputs' : 'artifacts,inputs';
+      if (om === null || typeof om !== 'object' || Object.keys(om).sort().join(',') !== members || !Object.values(om).every(isCount)) {
         fail('claims.omitted is malformed');
       }
-      claims.omitted = { inputs: om.inputs as number, artifacts: om.artifacts as number };
+      claims.omitted = {
+        inputs: om.inputs as number,
+        artifacts: om.artifacts as number,
+        ...(checked ? { verifiedInputs: om.verifiedInputs as number, rejectedInputs: om.rejectedInputs as number } : {}),
+      };
     }
     if (c.hostname !== undefined) {
       if (typeof c.hostname !== 'string' || c.hostname.length > 255) fail('claims.hostname is not a string');

@@ -696,3 +696,109 @@ export async function signDetached(data: Uint8Array, armoredKey: string, passphr
     throw new AppendlogError('SIGNER_FAILED', `openpgp.js could not sign (${(e as Error).message})`);
   }
 }
+
+export interface InputSignatureResult {
+  size: number;
+  sha256: string;
+  /** Set when a trusted certificate's signature verified over exactly the bytes hashed. */
+  signer?: { fingerprint: string; userIds: string[] };
+  failure?: { code: 'SIGNATURE_INVALID' | 'SIGNATURE_UNTRUSTED' | 'SIGNATURE_MALFORMED'; reason: string };
+}
+
+/**
+ * Checks a source file against its detached signature as it is read, once:
+ * the bytes that are hashed for the claim are the bytes the signature was
+ * checked over (no second read a racing writer could change). The rule is
+ * the one of docs/FORMAT.md 6.4 with M = 1: signatures by keys outside the
+ * keyring are ignored, a trusted key's signature that does not verify fails,
+ * and at least one trusted certificate must have signed validly.
+ *
+ * This is the one place logsend's trust decision is made, so the stricter
+ * certificate rules (issue 9) can replace it without touching the callers.
+ */
+export async function checkInputSignature(
+  chunks: AsyncIterable<Uint8Array>,
+  signatureBytes: Uint8Array,
+  trusted: TrustedKey[],
+): Promise<InputSignatureResult> {
+  const { createHash } = await import('node:crypto');
+  const hash = createHash('sha256');
+  let size = 0;
+  const it = chunks[Symbol.asyncIterator]();
+  let drained = false;
+  // Pull-based, so backpressure holds and memory stays bounded for a large tarball.
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      const r = await it.next();
+      if (r.done) {
+        drained = true;
+        ctrl.close();
+        return;
+      }
+      hash.update(r.value);
+      size += r.value.length;
+      ctrl.enqueue(r.value instanceof Uint8Array && r.value.constructor === Uint8Array ? r.value : new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.byteLength));
+    },
+  });
+  const drain = async (): Promise<void> => {
+    if (drained) return;
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      hash.update(r.value);
+      size += r.value.length;
+    }
+    drained = true;
+  };
+  const done = async (extra: Omit<InputSignatureResult, 'size' | 'sha256'>): Promise<InputSignatureResult> => {
+    await drain();
+    return { size, sha256: hash.digest('hex'), ...extra };
+  };
+  if (signatureBytes.length > MAX_SIGNATURE_FILE_BYTES) {
+    return done({ failure: { code: 'SIGNATURE_MALFORMED', reason: `the signature file is larger than ${MAX_SIGNATURE_FILE_BYTES} bytes` } });
+  }
+  let signature: openpgp.Signature;
+  try {
+    // gpg -a -b (armored) or gpg -b (binary, .sig)
+    const armored = Buffer.from(signatureBytes.subarray(0, 64)).toString('latin1').trimStart().startsWith('-----BEGIN PGP');
+    signature = armored
+      ? await openpgp.readSignature({ armoredSignature: Buffer.from(signatureBytes).toString('utf8') })
+      : await openpgp.readSignature({ binarySignature: signatureBytes });
+    if (signature.packets.length === 0) throw new Error('no signature packet');
+  } catch (e) {
+    return done({ failure: { code: 'SIGNATURE_MALFORMED', reason: `not an OpenPGP signature (${short((e as Error).message)})` } });
+  }
+  const relevant = signature.packets.filter((p) => trusted.some((k) => k.keyIds.includes(p.issuerKeyID.toHex().toLowerCase())));
+  if (relevant.length === 0) {
+    const issuers = [...new Set(signature.packets.map((p) => p.issuerKeyID.toHex().toUpperCase()))].join(', ');
+    return done({ failure: { code: 'SIGNATURE_UNTRUSTED', reason: `signed only by key(s) not in the keyring: ${issuers}` } });
+  }
+  const only = new openpgp.Signature(new openpgp.PacketList());
+  for (const p of relevant) only.packets.push(p);
+  let results: Array<{ keyID: openpgp.KeyID; verified: Promise<true> }>;
+  try {
+    const message = await openpgp.createMessage({ binary: stream });
+    const res = await openpgp.verify({ message, signature: only, verificationKeys: trusted.map((k) => k.key), format: 'binary' });
+    const reader = (res.data as ReadableStream<Uint8Array>).getReader();
+    while (!(await reader.read()).done) {
+      // consumed only so openpgp.js hashes every byte
+    }
+    results = res.signatures;
+  } catch (e) {
+    return done({ failure: { code: 'SIGNATURE_MALFORMED', reason: `cannot check the signature (${short((e as Error).message)})` } });
+  }
+  let signer: TrustedKey | undefined;
+  for (const r of results) {
+    const key = trusted.find((k) => k.keyIds.includes(r.keyID.toHex().toLowerCase()))!;
+    try {
+      await r.verified;
+      signer ??= key;
+    } catch (e) {
+      // A trusted key signed other bytes: the file was changed (docs/FORMAT.md 6.4 G4).
+      return done({
+        failure: { code: 'SIGNATURE_INVALID', reason: `the signature by ${key.fingerprint} does not verify: the file differs from what was signed (${short((e as Error).message)})` },
+      });
+    }
+  }
+  return done({ signer: { fingerprint: signer!.fingerprint, userIds: signer!.userIds } });
+}
+
+const short = (s: string): string => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);

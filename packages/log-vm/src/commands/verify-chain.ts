@@ -217,8 +217,32 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
     if (c.exit) lines.push(`    exit:      ${c.exit.signal ?? c.exit.code}`);
     if (c.command) lines.push(`    command:   ${safe(c.command)} on host ${safe(c.hostname ?? '?')}`);
     lines.push(`    inputs:    ${c.inputs.length}, artifacts: ${c.artifacts.length}${c.omitted ? ` (+${c.omitted.inputs + c.omitted.artifacts} not listed)` : ''}`);
+    lines.push(...verifiedInputLines(c));
   }
   if (o.receipts) lines.push(`  receipts:  the log extends every receipt in ${o.receipts} file(s)`);
   for (const a of o.artifacts ?? []) lines.push(`  artifact:  ${a.file} (sha256 ${a.sha256}) was built by log ${log} (claimed as ${safe(a.claimedPath)})`);
   await writeAll(process.stdout, `${lines.join('\n')}\n`);
+}
+
+/**
+ * `logsend --verify-input` results: how many sources the build VM checked
+ * against its keyring before the build, and by whom they were signed. The
+ * signer is a fingerprint the build VM reported; which person holds it is
+ * for the reader to know (it is not one of the seal's keys).
+ */
+export function verifiedInputLines(c: NonNullable<SealManifest['claims']>): string[] {
+  if (c.verifiedInputs === undefined) return [];
+  const v = c.verifiedInputs;
+  const r = c.rejectedInputs ?? [];
+  const extraV = c.omitted?.verifiedInputs ?? 0;
+  const extraR = c.omitted?.rejectedInputs ?? 0;
+  const bySigner = new Map<string, number>();
+  for (const f of v) bySigner.set(f.signer, (bySigner.get(f.signer) ?? 0) + 1);
+  const out = [`    verified inputs: ${v.length + extraV} checked against the build VM's keyring before the build${extraV > 0 ? ` (${extraV} not listed)` : ''}`];
+  for (const [fpr, n] of bySigner) out.push(`      ${n} signed by ${fpr.toUpperCase()}`);
+  if (r.length + extraR > 0) {
+    out.push(`    REJECTED inputs: ${r.length + extraR} failed verification (the build was not started)`);
+    for (const f of r) out.push(`      ${safe(f.path)}: ${safe(f.code)}: ${safe(f.reason)}`);
+  }
+  return out;
 }
