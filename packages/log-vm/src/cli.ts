@@ -9,6 +9,9 @@ import { verifyChainCommand } from './commands/verify-chain.js';
 import { sealCommand } from './commands/seal.js';
 import { exportCommand } from './commands/export.js';
 import { cosignCommand } from './commands/cosign.js';
+import { attestCommand } from './commands/attest.js';
+import { verifyArtifactCommand } from './commands/verify-artifact.js';
+import { compareCommand } from './commands/compare.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('logvm')
@@ -20,7 +23,10 @@ await yargs(hideBin(process.argv))
   .command(sealCommand)
   .command(exportCommand)
   .command(cosignCommand)
-  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign')
+  .command(attestCommand)
+  .command(verifyArtifactCommand)
+  .command(compareCommand)
+  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare')
   .strict()
   .version(false)
   .help()

@@ -14,3 +14,5 @@ export * from './bundle.js';
 // so the ingest path never loads it.
 export * from './frames.js';
 export * from './claims.js';
+export * from './evidence.js';
+export * from './quorum.js';
