@@ -42,8 +42,11 @@ export const EXIT = {
   BUNDLE_EXISTS: 45,
   RECEIPT_MISMATCH: 50,
   ARTIFACT_NOT_FOUND: 51,
+  QUORUM_NOT_MET: 70,
+  EVIDENCE_INVALID: 71,
   LOG_FAILED: 60,
   TRANSPORT_REFUSED: 61,
+  INPUT_UNVERIFIED: 65,
 } as const;
 
 export type Code = keyof typeof EXIT;
