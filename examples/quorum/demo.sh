@@ -89,11 +89,13 @@ publish 3 hello-1.0
 
 step "what each builder publishes: a small evidence file (the signed manifest and its signatures)"
 ls -l "$work"/*.evidence.json
-K=(--key "$work/builder1.asc" --key "$work/builder2.asc" --key "$work/builder3.asc")
+# The project publishes its builders' certificates as one keyring.
+cat "$work/builder1.asc" "$work/builder2.asc" "$work/builder3.asc" >"$work/builders.asc"
+K=(--keyring "$work/builders.asc")
 mkdir "$work/downloads" && cp "$work/vm1/dist/hello-1.0.tar.gz" "$work/downloads/hello-1.0.tar.gz"
 E=("$work/hello-1.0.builder1.evidence.json" "$work/hello-1.0.builder2.evidence.json" "$work/hello-1.0.builder3.evidence.json")
 
-step "downloader: logvm verify-artifact hello-1.0.tar.gz --evidence (x3) --key builderN.asc (x3) --threshold 2"
+step "downloader: logvm verify-artifact hello-1.0.tar.gz --evidence (x3) --keyring builders.asc --threshold 2"
 status logvm verify-artifact "$work/downloads/hello-1.0.tar.gz" --evidence "${E[0]}" --evidence "${E[1]}" --evidence "${E[2]}" "${K[@]}" --threshold 2
 
 step "downloader: the same with --threshold 3 (all three must agree)"

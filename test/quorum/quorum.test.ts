@@ -94,6 +94,25 @@ describe('when two of three builders agree and the third built with another tool
   });
 });
 
+describe('when the builders come as one keyring, narrowed with --signer', () => {
+  it('takes N from the pins: builder 3 is not a builder, its evidence does not count', async () => {
+    const ring = at('builders.asc');
+    writeFileSync(ring, keys.map((k) => readFileSync(k, 'utf8')).join(''));
+    const base = ['verify-artifact', artifact, '--evidence', ev.e1!, '--evidence', ev.e2!, '--evidence', ev.e3flag!, '--keyring', ring, '--json'];
+    const all = await logvm([...base, '--threshold', '3']);
+    expect(JSON.parse(all.stdout.toString('utf8'))).toMatchObject({ builders: 3, agreeing: 2 });
+    const pinned = await logvm([...base, '--signer', b1.key.fingerprint, '--signer', b2.key.fingerprint, '--threshold', '2']);
+    expect(pinned.code, pinned.stderr).toBe(EXIT.OK);
+    const out = JSON.parse(pinned.stdout.toString('utf8')) as { builders: number; rows: Array<{ fingerprint: string }>; uncounted: Array<{ source: string; message: string }> };
+    expect(out.builders).toBe(2);
+    expect(out.rows.map((r) => r.fingerprint)).not.toContain(b3.key.fingerprint);
+    expect(out.uncounted).toEqual([expect.objectContaining({ source: ev.e3flag, message: expect.stringContaining('KEY_NOT_PINNED') })]);
+    const tooMany = await logvm([...base, '--signer', b1.key.fingerprint, '--signer', b2.key.fingerprint, '--threshold', '3']);
+    expect(tooMany.code, 'M > N (two pinned builders)').toBe(EXIT.USAGE);
+    expect(JSON.parse(tooMany.stdout.toString('utf8')).message).toContain('more than the 2 trusted builder');
+  });
+});
+
 describe('when the quorum is not met', () => {
   it('fails --threshold 3 with QUORUM_NOT_MET (exit 70), naming the builder that disagrees', async () => {
     const { r, out } = await verifyArtifact(artifact, [ev.e1!, ev.e2!, ev.e3flag!], keys, 3);

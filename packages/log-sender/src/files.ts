@@ -11,7 +11,8 @@ import {
   type InputRejectedClaim,
   type InputVerifiedClaim,
 } from '@appendlog/shared';
-import { MAX_SIGNATURE_FILE_BYTES, checkInputSignature, type TrustedKey } from '@appendlog/shared/signatures';
+import { MAX_SIGNATURE_FILE_BYTES, type TrustStore } from '@appendlog/shared/signatures';
+import { judgeSource } from './source-check.js';
 
 /**
  * Expands --input/--artifact patterns (globs, or plain paths) and hashes each
@@ -90,15 +91,19 @@ export async function expandVerifyPairs(specs: string[], cwd = process.cwd()): P
   return out;
 }
 
+/** Sources are read into memory once, so the bytes hashed are the bytes checked: at most this many. */
+export const MAX_VERIFY_INPUT_BYTES = 2 ** 31 - 1;
+
 /**
  * Checks each pair against the keyring and returns one claim per result. A
- * file is read once: the hash in the claim is of the bytes the signature was
- * checked over. The signature's own SHA-256 goes into the claim too, so an
- * auditor holding the .asc can tie it to the log.
+ * file is read once, into memory: the hash in the claim is of the bytes the
+ * signature was checked over (no second read a racing writer could change).
+ * The signature's own SHA-256 goes into the claim too, so an auditor holding
+ * the .asc can tie it to the log.
  */
 export async function verifyInputs(
   pairs: VerifyPair[],
-  keyring: TrustedKey[],
+  keyring: TrustStore,
   cwd = process.cwd(),
 ): Promise<Array<InputVerifiedClaim | InputRejectedClaim>> {
   const out: Array<InputVerifiedClaim | InputRejectedClaim> = [];
@@ -113,39 +118,39 @@ export async function verifyInputs(
       size: file?.size ?? null,
       sha256: file?.sha256 ?? null,
     });
+    let data: Buffer;
     try {
-      if (!statSync(full).isFile()) throw new Error('not a regular file');
+      const st = statSync(full);
+      if (!st.isFile()) throw new Error('not a regular file');
+      if (st.size > MAX_VERIFY_INPUT_BYTES) throw new Error(`larger than ${MAX_VERIFY_INPUT_BYTES} bytes`);
+      data = readFileSync(full);
     } catch (e) {
       out.push(reject('INPUT_UNREADABLE', `cannot read the file: ${(e as Error).message}`, null));
       continue;
     }
+    const file = { size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
     let sigBytes: Buffer;
     try {
-      if (!statSync(sigFull).isFile()) throw new Error('not a regular file');
-      if (statSync(sigFull).size > MAX_SIGNATURE_FILE_BYTES) throw new Error(`larger than ${MAX_SIGNATURE_FILE_BYTES} bytes`);
+      const st = statSync(sigFull);
+      if (!st.isFile()) throw new Error('not a regular file');
+      if (st.size > MAX_SIGNATURE_FILE_BYTES) throw new Error(`larger than ${MAX_SIGNATURE_FILE_BYTES} bytes`);
       sigBytes = readFileSync(sigFull);
     } catch (e) {
-      out.push(reject('SIGNATURE_MALFORMED', `cannot read the signature ${p.signature}: ${(e as Error).message}`, await sha256File(full).catch(() => null)));
+      out.push(reject('SIGNATURE_MALFORMED', `cannot read the signature ${p.signature}: ${(e as Error).message}`, file));
       continue;
     }
-    let r;
-    try {
-      r = await checkInputSignature(createReadStream(full), sigBytes, keyring);
-    } catch (e) {
-      out.push(reject('INPUT_UNREADABLE', `cannot read the file: ${(e as Error).message}`, null));
-      continue;
-    }
+    const r = await judgeSource(data, { file: p.signature, bytes: sigBytes }, keyring);
     if (r.signer !== undefined) {
       out.push({
         claim: 'input-verified',
         path: p.path,
-        size: r.size,
-        sha256: r.sha256,
+        size: file.size,
+        sha256: file.sha256,
         signature: createHash('sha256').update(sigBytes).digest('hex'),
         signer: r.signer.fingerprint.toLowerCase(),
       });
     } else {
-      out.push(reject(r.failure!.code, r.failure!.reason, r));
+      out.push(reject(r.failure!.code, r.failure!.reason, file));
     }
   }
   return out;

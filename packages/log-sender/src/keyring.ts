@@ -1,23 +1,27 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { AppendlogError } from '@appendlog/shared';
-import { MAX_ARMORED_BYTES, loadTrustedKeys, type TrustedKey } from '@appendlog/shared/signatures';
+import { MAX_KEYRING_BYTES, loadTrustStore, type TrustStore } from '@appendlog/shared/signatures';
 
 /**
  * The build VM's keyring for `--verify-input`: the certificates of the people
- * who sign the sources (armored, e.g. `gpg --export -a FPR... > sources.asc`;
- * a file may hold several). Read once, before anything is checked.
+ * who sign the sources, armored or binary, several per file
+ * (`gpg --export [-a] FPR... > sources.asc`). Read once, before anything is
+ * checked, with the verifier's own trust rules (docs/FORMAT.md 6.4): only
+ * user IDs bound by self-signatures, expiry and revocation judged at the
+ * signature's time.
  */
-export async function loadKeyring(paths: string[]): Promise<TrustedKey[]> {
-  const files = paths.map((p) => {
+export async function loadKeyring(paths: string[]): Promise<TrustStore> {
+  const sources = paths.map((p) => {
     try {
-      const buf = readFileSync(p);
-      if (buf.length > MAX_ARMORED_BYTES) throw new Error('file too large');
-      return { name: p, armored: buf.toString('utf8') };
+      const st = statSync(p);
+      if (!st.isFile()) throw new Error('not a regular file');
+      if (st.size > MAX_KEYRING_BYTES) throw new Error('file too large');
+      return { name: p, bytes: readFileSync(p), kind: 'keyring' as const };
     } catch (e) {
       throw new AppendlogError('KEY_INVALID', `cannot read keyring ${p}: ${(e as Error).message}`);
     }
   });
-  const keys = await loadTrustedKeys(files);
-  if (keys.length === 0) throw new AppendlogError('KEY_INVALID', `no certificate in ${paths.join(', ')}`);
-  return keys;
+  const trust = await loadTrustStore(sources);
+  if (trust.certificates.length === 0) throw new AppendlogError('KEY_INVALID', `no usable certificate in ${paths.join(', ')}`);
+  return trust;
 }

@@ -12,7 +12,7 @@ import {
   encodeFrame,
   type Claim,
 } from '@appendlog/shared';
-import type { TrustedKey } from '@appendlog/shared/signatures';
+import type { TrustStore } from '@appendlog/shared/signatures';
 import { fileClaims, verifyInputs, type VerifyPair } from './files.js';
 import { describeTransport, startTransport, type TransportSpec } from './transport.js';
 
@@ -35,7 +35,7 @@ export interface SendOptions {
   artifacts: string[];
   /** --verify-input pairs, checked against `keyring` before the build starts. */
   verifyInputs?: VerifyPair[];
-  keyring?: TrustedKey[];
+  keyring?: TrustStore;
   receipts?: string;
   onLogFailure: 'stop' | 'continue';
   stdin?: Readable;
@@ -222,7 +222,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   // by while the build goes on is exactly what this prevents).
   let rejected = 0;
   if (opts.verifyInputs !== undefined && opts.verifyInputs.length > 0) {
-    for (const c of await verifyInputs(opts.verifyInputs, opts.keyring ?? [])) {
+    for (const c of await verifyInputs(opts.verifyInputs, opts.keyring ?? { certificates: [], pinned: null, skipped: [] })) {
       await link.send(FrameType.CLAIM, claimBytes(c));
       if (c.claim === 'input-verified') {
         say(`verified ${c.path} (sha256 ${c.sha256}): signed by ${c.signer.toUpperCase()}`);

@@ -11,7 +11,7 @@ import {
   type Evidence,
   type SealManifest,
 } from '@appendlog/shared';
-import { checkSignatures, signatureIssuers, type TrustedKey } from '@appendlog/shared/signatures';
+import { evaluateSignatures, requireThreshold, type SignatureInput, type TrustStore } from '@appendlog/shared/signatures';
 import { readBundleManifest, readBundleSignatures, verifyBundleEntries } from './bundle-io.js';
 import { verifyStoredLog } from './verify-store.js';
 import type { Store } from './store.js';
@@ -39,7 +39,13 @@ export async function attestBundle(dir: string): Promise<{ bytes: Buffer; manife
   await verifyBundleEntries(dir, manifest);
   const signatures = readBundleSignatures(dir);
   if (signatures.length === 0) throw new AppendlogError('SIGNATURE_MISSING', `${dir} has no signature`);
-  return { bytes: evidenceBytes(bytes, signatures.map((s) => s.armored)), manifest };
+  const armored = signatures.map((s) => {
+    const text = Buffer.from(s.bytes).toString('utf8');
+    // An evidence carries armored text (12.1); a binary .asc would not survive as a JSON string.
+    if (!text.trimStart().startsWith('-----BEGIN PGP SIGNATURE-----')) throw new AppendlogError('MALFORMED_BUNDLE', `${s.file} is not an armored signature`);
+    return text;
+  });
+  return { bytes: evidenceBytes(bytes, armored), manifest };
 }
 
 /** Writes the file whole or not at all (FILE.partial, then a rename); never replaces an existing FILE. */
@@ -70,32 +76,29 @@ export function readEvidenceFile(path: string): Evidence {
 
 export interface SealedBy {
   signers: Certificate[];
+  /** Signatures that did not count: "ISSUER (CODE)". */
   ignored: string[];
+  /** Set when no builder's signature counts, or one is bad: the code and message verify-chain would give with M = 1. */
+  error?: { code: string; message: string };
 }
 
 /**
- * THE trust decision for evidences: which trusted certificates validly
- * signed these manifest bytes. One function, so the stricter certificate
- * rules of issue 9 (validity in time, revocation, bound user IDs) replace it
- * here and nowhere else. Today it is the verifier's own rule (docs/FORMAT.md
- * 6.4 G3-G5 with M = 1): signatures by other keys are ignored, a trusted
- * key's signature that fails means the manifest was edited (SIGNATURE_INVALID,
- * thrown), a signature file that is not one is MALFORMED_BUNDLE (thrown).
+ * THE trust decision for an evidence: which builders' certificates validly
+ * sealed these manifest bytes, by verify-chain's own rules (docs/FORMAT.md
+ * 6.4: time, validity, revocation, digest, pins; issue 9's trust core) with
+ * M = 1. A cryptographically bad signature by a builder means the manifest
+ * was edited: SIGNATURE_INVALID, and the evidence does not count at all.
  */
-export async function sealedBy(manifestBytes: Uint8Array, signatures: Array<{ file: string; armored: string }>, trust: TrustedKey[]): Promise<SealedBy> {
+export async function sealedBy(manifestBytes: Uint8Array, manifest: SealManifest, signatures: SignatureInput[], trust: TrustStore): Promise<SealedBy> {
+  const verdict = await evaluateSignatures({ manifest: manifestBytes, sealed: manifest.sealed, signatures, trust, now: Date.now() });
+  const ignored = verdict.results.filter((r) => r.status !== 'counted').map((r) => `${r.issuer || '?'} (${r.code ?? r.status})`);
   try {
-    const r = await checkSignatures(manifestBytes, signatures, trust, 1);
-    const signers = new Map<string, Certificate>();
-    for (const v of r.valid) signers.set(v.fingerprint!, { fingerprint: v.fingerprint!, userIds: v.userIds ?? [] });
-    return { signers: [...signers.values()], ignored: [...new Set(r.untrusted.map((u) => u.issuer.toUpperCase()))] };
+    requireThreshold(verdict, 1, trust);
   } catch (e) {
-    if (isAppendlogError(e) && e.code === 'SIGNATURE_UNTRUSTED') {
-      const ignored = new Set<string>();
-      for (const s of signatures) for (const i of await signatureIssuers(s.armored).catch(() => [])) ignored.add(i);
-      return { signers: [], ignored: [...ignored] };
-    }
-    throw e;
+    const err = isAppendlogError(e) ? e : new AppendlogError('INTERNAL', String(e));
+    return { signers: [], ignored, error: { code: err.code, message: err.message } };
   }
+  return { signers: verdict.counted.map((c) => ({ fingerprint: c.fingerprint, userIds: c.userIds })), ignored };
 }
 
 /**
@@ -105,13 +108,13 @@ export async function sealedBy(manifestBytes: Uint8Array, signatures: Array<{ fi
  * Problems become the evidence's `error`, so one bad evidence is named in
  * the output rather than hiding the others.
  */
-export async function loadCheckedEvidence(path: string, trust: TrustedKey[]): Promise<CheckedEvidence & { manifestBytes?: Buffer }> {
+export async function loadCheckedEvidence(path: string, trust: TrustStore): Promise<CheckedEvidence & { manifestBytes?: Buffer }> {
   const isDir = existsSync(path) && statSync(path).isDirectory();
   const kind = isDir ? 'bundle' : 'evidence';
   let manifest: SealManifest | undefined;
   try {
     let manifestBytes: Buffer;
-    let signatures: Array<{ file: string; armored: string }>;
+    let signatures: SignatureInput[];
     if (isDir) {
       const m = readBundleManifest(path);
       manifest = m.manifest;
@@ -121,12 +124,13 @@ export async function loadCheckedEvidence(path: string, trust: TrustedKey[]): Pr
       const ev = readEvidenceFile(path);
       manifest = ev.manifest;
       manifestBytes = ev.manifestBytes;
-      signatures = ev.signatures;
+      signatures = ev.signatures.map((x) => ({ file: x.file, bytes: Buffer.from(x.armored, 'utf8') }));
     }
     if (signatures.length === 0) throw new AppendlogError('SIGNATURE_MISSING', 'no signature over the manifest');
-    const by = await sealedBy(manifestBytes, signatures, trust);
-    // Trust first: entries are read only when a trusted key vouches for the manifest.
-    if (isDir && by.signers.length > 0) await verifyBundleEntries(path, manifest);
+    const by = await sealedBy(manifestBytes, manifest, signatures, trust);
+    if (by.error !== undefined) return { source: path, kind, manifest, signers: [], ignored: by.ignored, error: by.error };
+    // Trust first: entries are read only once a builder vouches for the manifest.
+    if (isDir) await verifyBundleEntries(path, manifest);
     return { source: path, kind, manifest, manifestBytes, signers: by.signers, ignored: by.ignored };
   } catch (e) {
     const err = isAppendlogError(e) ? e : new AppendlogError('INTERNAL', String((e as Error)?.stack ?? e));

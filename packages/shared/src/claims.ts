@@ -37,7 +37,7 @@ export interface InputVerifiedClaim {
 }
 
 /** Why an input failed its check (docs/FORMAT.md section 10.5). */
-export const INPUT_REJECT_CODES = ['SIGNATURE_INVALID', 'SIGNATURE_UNTRUSTED', 'SIGNATURE_MALFORMED', 'INPUT_UNREADABLE'] as const;
+export const INPUT_REJECT_CODES = ['SIGNATURE_INVALID', 'SIGNATURE_UNTRUSTED', 'SIGNATURE_REFUSED', 'SIGNATURE_MALFORMED', 'INPUT_UNREADABLE'] as const;
 export type InputRejectCode = (typeof INPUT_REJECT_CODES)[number];
 export const MAX_REJECT_REASON = 1024;
 

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { AppendlogError, escapeForTerminal, type CompareRow, type Comparison } from '@appendlog/shared';
+import { AppendlogError, escapeText, type CompareRow, type Comparison } from '@appendlog/shared';
 import { asList, isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { withTrust, type TrustArgs } from './trust-args.js';
 
@@ -9,7 +9,7 @@ interface CompareArgs extends TrustArgs {
   json?: boolean;
 }
 
-const esc = (s: string): string => escapeForTerminal(Buffer.from(s, 'utf8'));
+const esc = (s: string): string => escapeText(s);
 
 /**
  * `logvm compare E1 E2 ...`: the claims of several builds side by side
@@ -35,7 +35,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
       const paths = asList(args.evidence);
       if (paths.length < 2) throw new AppendlogError('USAGE', 'give at least two evidence files or bundles to compare');
       const checkKeys = asList(args.key).length + asList(args.keyring).length > 0;
-      const trust = checkKeys ? await (await import('./trust-args.js')).loadTrust(args) : null;
+      const trust = checkKeys ? await (await import('./trust-args.js')).loadBuilders(args) : null;
       const builds = [];
       const seals: string[] = [];
       for (const p of paths) {
@@ -43,7 +43,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
           const e = await loadCheckedEvidence(p, trust);
           if (e.error !== undefined) throw new AppendlogError(e.error.code as never, `${p}: ${e.error.message}`);
           builds.push({ label: p, manifest: e.manifest! });
-          seals.push(e.signers.length > 0 ? `sealed by ${e.signers.map((s) => `${s.fingerprint}${s.userIds[0] ? ` ${esc(s.userIds[0])}` : ''}`).join(', ')}` : `NOT sealed by a trusted key (${e.ignored.join(', ')})`);
+          seals.push(`sealed by ${e.signers.map((s) => `${s.fingerprint}${s.userIds[0] ? ` ${esc(s.userIds[0])}` : ''}`).join(', ')}`);
         } else {
           const isDir = existsSync(p) && statSync(p).isDirectory();
           builds.push({ label: p, manifest: isDir ? readBundleManifest(p).manifest : readEvidenceFile(p).manifest });

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { AppendlogError } from '@appendlog/shared';
-import type { TrustedKey } from '@appendlog/shared/signatures';
+import type { TrustStore } from '@appendlog/shared/signatures';
 import { asList } from '../output.js';
 
 export interface TrustArgs {
@@ -12,26 +12,26 @@ export interface TrustArgs {
 /** --key / --keyring / --signer, as verify-chain takes them. */
 export function withTrust<T>(y: Argv<T>): Argv<T & TrustArgs> {
   return y
-    .option('key', { type: 'string', describe: 'trusted public key file (armored; may hold several); repeatable' })
-    .option('keyring', { type: 'string', describe: 'keyring of trusted certificates (gpg --export -a); repeatable' })
-    .option('signer', { type: 'string', describe: 'only this primary fingerprint counts (repeatable); default: every certificate given' }) as Argv<T & TrustArgs>;
+    .option('key', { type: 'string', describe: 'trusted certificate file (armored or binary; may hold several); repeatable' })
+    .option('keyring', { type: 'string', describe: 'a keyring exported with gpg --export (repeatable)' })
+    .option('signer', { type: 'string', describe: 'only this primary fingerprint (40 hex) counts; repeatable' }) as Argv<T & TrustArgs>;
 }
 
 /**
- * Trust material first, read once into plain data: the builders are the
- * certificates given, narrowed to the --signer pins. A pin that names no
- * certificate given is a usage error (a typo must not quietly shrink N).
+ * Trust material first, read once into plain data with verify-chain's own
+ * loader (docs/FORMAT.md 6.4 G0). The builders are the certificates given,
+ * narrowed to the --signer pins.
  */
-export async function loadTrust(args: TrustArgs): Promise<TrustedKey[]> {
-  const { loadKeys } = await import('./keys.js');
-  const files = [...asList(args.key), ...asList(args.keyring)];
-  if (files.length === 0) throw new AppendlogError('USAGE', 'give the builders\' certificates: --key PUB.asc (repeatable) or --keyring KEYS.asc');
-  const keys = await loadKeys(files);
-  const pins = asList(args.signer).map((s) => s.replace(/\s+/g, '').toUpperCase());
-  if (pins.length === 0) return keys;
-  for (const p of pins) {
-    if (!/^(?:[0-9A-F]{40}|[0-9A-F]{64})$/.test(p)) throw new AppendlogError('USAGE', `--signer ${p.slice(0, 80)}: not a primary key fingerprint (40 or 64 hex digits)`);
-    if (!keys.some((k) => k.fingerprint === p)) throw new AppendlogError('USAGE', `--signer ${p}: no such certificate among --key/--keyring`);
-  }
-  return keys.filter((k) => pins.includes(k.fingerprint));
+export async function loadBuilders(args: TrustArgs): Promise<TrustStore> {
+  const { loadTrust } = await import('./keys.js');
+  const keys = asList(args.key);
+  const keyrings = asList(args.keyring);
+  if (keys.length + keyrings.length === 0) throw new AppendlogError('USAGE', "give the builders' certificates: --key PUB.asc (repeatable) or --keyring KEYRING.gpg");
+  return loadTrust({ keys, keyrings, signers: asList(args.signer) });
+}
+
+/** The builders: the pinned certificates, or every one given. */
+export function buildersOf(trust: TrustStore): Array<{ fingerprint: string; userIds: string[] }> {
+  const all = trust.certificates.map((c) => ({ fingerprint: c.fingerprint, userIds: c.userIds }));
+  return trust.pinned === null ? all : all.filter((c) => trust.pinned!.includes(c.fingerprint));
 }

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { AppendlogError, escapeForTerminal, sha256Stream, type BuilderEvidence, type QuorumResult } from '@appendlog/shared';
+import { AppendlogError, escapeText, sha256Stream, type BuilderEvidence, type QuorumResult } from '@appendlog/shared';
 import { asList, isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { withTrust, type TrustArgs } from './trust-args.js';
 
@@ -13,7 +13,7 @@ interface VerifyArtifactArgs extends TrustArgs {
 }
 
 /** Text from an evidence or a key, safe for a terminal. */
-const esc = (s: string): string => escapeForTerminal(Buffer.from(s, 'utf8'));
+const esc = (s: string): string => escapeText(s);
 const short = (h: string | null): string => (h === null ? 'none' : h.slice(0, 16));
 
 export const TRUST_NOTE =
@@ -40,12 +40,13 @@ export const verifyArtifactCommand: CommandModule<object, VerifyArtifactArgs> = 
       }) as never,
   handler: async (args) => {
     try {
-      const { loadTrust } = await import('./trust-args.js');
+      const { loadBuilders, buildersOf } = await import('./trust-args.js');
       const { loadCheckedEvidence } = await import('../evidence-io.js');
       const { evaluateQuorum } = await import('@appendlog/shared');
-      const trust = await loadTrust(args);
-      if (args.threshold > trust.length) {
-        throw new AppendlogError('USAGE', `--threshold ${args.threshold} is more than the ${trust.length} trusted builder certificate(s) given`);
+      const trust = await loadBuilders(args);
+      const builders = buildersOf(trust);
+      if (args.threshold > builders.length) {
+        throw new AppendlogError('USAGE', `--threshold ${args.threshold} is more than the ${builders.length} trusted builder certificate(s) given`);
       }
       const sources = asList(args.evidence);
       if (sources.length === 0) throw new AppendlogError('USAGE', 'give at least one --evidence FILE or bundle directory');
@@ -60,7 +61,7 @@ export const verifyArtifactCommand: CommandModule<object, VerifyArtifactArgs> = 
       const result = evaluateQuorum({
         file,
         threshold: args.threshold,
-        builders: trust.map((k) => ({ fingerprint: k.fingerprint, userIds: k.userIds })),
+        builders,
         evidences,
       });
       if (args.json) {
