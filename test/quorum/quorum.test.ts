@@ -6,10 +6,10 @@
  * whether M of N agree on the downloaded file; `logvm compare` shows where
  * the builds part. One case per rule of docs/FORMAT.md section 12.
  */
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logvm, tempDir } from '../helpers.js';
+import { logvm, run, tempDir } from '../helpers.js';
 import { EXIT, build, builder, editEvidence, logvmOk, person, pipeBuild, publish, sourceRelease, verifyArtifact, type Builder, type Person } from './util.js';
 
 const tmp = tempDir('appendlog-quorum-');
@@ -251,5 +251,28 @@ describe('logvm attest', () => {
     const bad = await verifyArtifact(artifact, [bundle, ev.e2!], keys, 2);
     expect(bad.r.code).toBe(EXIT.QUORUM_NOT_MET);
     expect(bad.out!.uncounted).toEqual([expect.objectContaining({ source: bundle, reason: 'CHAIN_HASH_MISMATCH' })]);
+  });
+});
+
+describe('hostile evidence files', () => {
+  it.each([
+    ['a FIFO (never read, so never waited on)', async (p: string) => void (await run('mkfifo', [p]))],
+    ['a 40 MiB file (refused by its size, not read)', async (p: string) => { writeFileSync(p, ''); truncateSync(p, 40 << 20); }],
+    ['65 signatures', async (p: string) => {
+      const e = JSON.parse(readFileSync(ev.e1!, 'utf8')) as { format: string; manifest: string; signatures: string[] };
+      writeFileSync(p, `${JSON.stringify({ format: e.format, manifest: e.manifest, signatures: Array(65).fill(e.signatures[0]) })}\n`);
+    }],
+    ['a manifest with a lone surrogate', async (p: string) => {
+      const e = JSON.parse(readFileSync(ev.e1!, 'utf8')) as { format: string; manifest: string; signatures: string[] };
+      writeFileSync(p, `${JSON.stringify({ format: e.format, manifest: e.manifest.replace('"name":"hello-1.0"', '"name":"hello-1.0\ud800"'), signatures: e.signatures })}\n`);
+    }],
+  ])('refuses %s as EVIDENCE_INVALID, and still counts the others', async (_what, make) => {
+    const p = at(`hostile-${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(p, '');
+    rmSync(p);
+    await make(p);
+    const { r, out } = await verifyArtifact(artifact, [p, ev.e1!, ev.e2!], keys, 2);
+    expect(r.code, r.stderr).toBe(EXIT.OK);
+    expect(out!.uncounted).toEqual([expect.objectContaining({ source: p, reason: 'EVIDENCE_INVALID' })]);
   });
 });

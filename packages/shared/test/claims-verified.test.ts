@@ -82,6 +82,20 @@ describe('the claims summary', () => {
     expect(s.omitted!.inputs + s.omitted!.artifacts + s.omitted!.verifiedInputs! + s.inputs.length + s.artifacts.length + s.verifiedInputs!.length).toBe(3000);
     expect(Object.keys(s.omitted!).sort()).toEqual(['artifacts', 'inputs', 'rejectedInputs', 'verifiedInputs']);
   });
+
+  it('keeps a hostile sender\'s summary (paths of 1024 escaped control characters) far below the 4 MiB manifest limit', () => {
+    const evil = '\u0001'.repeat(1024); // 6 bytes each in canonical JSON
+    const c = new ClaimsCollector();
+    for (let i = 0; i < 1000; i++) {
+      c.add({ claim: 'input', path: `${evil}${i}`, sha256: H('a'), size: 1 });
+      c.add({ claim: 'artifact', path: `${evil}${i}`, sha256: H('a'), size: 1 });
+      c.add({ claim: 'input-verified', path: `${evil}${i}`, sha256: H('a'), signature: H('b'), signer: FPR, size: 1 });
+      c.add({ claim: 'input-rejected', path: `${evil}${i}`, code: 'SIGNATURE_INVALID', reason: evil, sha256: null, size: null });
+    }
+    const size = Buffer.byteLength(canonicalJson(c.summary() as unknown as CanonicalValue));
+    expect(size).toBeGreaterThan(MAX_SUMMARY_FILE_BYTES - 20_000);
+    expect(size).toBeLessThan(MAX_SUMMARY_FILE_BYTES + 4096);
+  });
 });
 
 const manifest = (claims?: SealManifest['claims']): SealManifest => ({

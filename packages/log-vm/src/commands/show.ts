@@ -127,6 +127,10 @@ function describeClaim(v: Record<string, unknown>, s: (x: unknown) => string): s
       return `${s(v.claim)} ${s(v.path)} ${s(v.size)} bytes sha256 ${s(v.sha256)}`;
     case 'exit':
       return v.signal !== null ? `build killed by ${s(v.signal)}` : `build exit status ${s(v.code)}`;
+    case 'input-verified':
+      return `input ${s(v.path)} ${s(v.size)} bytes sha256 ${s(v.sha256)}: signature verified, signed by ${s(typeof v.signer === 'string' ? v.signer.toUpperCase() : v.signer)}`;
+    case 'input-rejected':
+      return `input ${s(v.path)} REJECTED ${s(v.code)}: ${s(v.reason)} (sha256 ${s(v.sha256)})`;
     default:
       return s(v);
   }
