@@ -59,7 +59,7 @@ describe('when every source verifies', () => {
     const sha = (await run('sha256sum', [source.tarball])).stdout.toString().split(' ')[0];
     const claims = await claimsOf('good');
     expect(claims.find((c) => c.claim === 'input-verified')).toMatchObject({ path: 'hello-1.0-src.tar.gz', sha256: sha, signer: upstream.fingerprint.toLowerCase() });
-    const v = await logvmOk(['verify-chain', `${b.vm}/good`, '--key', b.key.pub], { db: b.db });
+    const v = await logvmOk(['verify-chain', join(tmp.dir, 'bundle-good'), '--key', b.key.pub]);
     const text = v.stdout.toString('utf8');
     expect(text).toContain("verified inputs: 1 checked against the build VM's keyring before the build");
     expect(text).toContain(`1 signed by ${upstream.fingerprint}`);
