@@ -211,17 +211,18 @@ describe('when an auditor checks the release against the sealed bundle', () => {
     const { result, code, stderr } = await verifyJson(args);
     expect(code, stderr).toBe(EXIT.OK);
     expect(result).toMatchObject({ ok: true, source: 'bundle', log: REF, state: 'sealed', receiptsChecked: 1 } as VerifyJson);
-    expect(result.artifacts).toEqual([{ file: join(project, 'hello'), sha256: await sha256sum(join(project, 'hello')), claimedPath: 'hello' }]);
+    expect(result.artifacts).toEqual([{ file: join(project, 'hello'), sha256: await sha256sum(join(project, 'hello')), claimedPath: 'hello', claimedPaths: ['hello'], otherLogs: [] }]);
   });
 
-  it('the human form names the log that built the artifact', async () => {
+  it('the human form names the log whose build VM claimed the artifact', async () => {
     const r = await logvm(['verify-chain', bundle.dir, '--key', signer.pub, '--receipt', receipts, '--artifact', join(project, 'hello')]);
     expect(r.code, r.stderr).toBe(EXIT.OK);
     const out = r.stdout.toString('utf8');
     expect(out).toMatch(/^OK /);
-    const line = out.split('\n').find((l) => l.includes(join(project, 'hello')));
-    expect(line, out).toBeDefined();
-    expect(line).toContain(REF);
+    const lines = out.split('\n');
+    const i = lines.findIndex((l) => l.includes(join(project, 'hello')));
+    expect(i, out).toBeGreaterThan(0);
+    expect(lines[i + 1]).toContain(`claimed this file's hash as an output of log ${REF}`);
   });
 
   it('a file that is not among the sealed artifacts fails with ARTIFACT_NOT_FOUND (exit 51)', async () => {

@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { AppendlogError, EXIT_CODES, LOG_NAME_RE, checkLogName, isAppendlogError } from '@appendlog/shared';
+import { AppendlogError, EXIT_CODES, LOG_NAME_RE, checkLogName, isAppendlogError, jsonErrorWithoutInput } from '@appendlog/shared';
 import { send } from './sender.js';
 import { expandVerifyPairs } from './files.js';
 import { loadKeyring } from './keyring.js';
@@ -30,7 +30,12 @@ function readConfig(): Config {
   for (const path of [join(home, 'appendlog/logsend.json'), '/etc/appendlog/logsend.json']) {
     if (!existsSync(path)) continue;
     try {
-      const v = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+      let v: unknown;
+      try {
+        v = JSON.parse(readFileSync(path, 'utf8'));
+      } catch (e) {
+        throw new Error(`not valid JSON (${jsonErrorWithoutInput(e)})`);
+      }
       if (v === null || typeof v !== 'object') throw new Error('not a JSON object');
       const c = v as Record<string, unknown>;
       const str = (k: string): string | undefined => (typeof c[k] === 'string' ? (c[k] as string) : undefined);

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { jsonErrorWithoutInput } from '@appendlog/shared';
 import { AppendlogError } from './errors.js';
 
 /**
@@ -32,7 +33,7 @@ export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
     try {
       v = JSON.parse(readFileSync(path, 'utf8'));
     } catch (e) {
-      throw new AppendlogError('USAGE', `config ${path}: ${(e as Error).message}`);
+      throw new AppendlogError('USAGE', `config ${path}: not valid JSON (${jsonErrorWithoutInput(e)})`);
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new AppendlogError('USAGE', `config ${path}: not a JSON object`);
     for (const [k, val] of Object.entries(v as Record<string, unknown>)) {

@@ -35,6 +35,18 @@ export function canonicalBytes(value: CanonicalValue): Buffer {
 }
 
 /**
+ * What went wrong in a JSON.parse, without the input: V8's SyntaxError
+ * messages quote the offending text ("Unexpected token 'x', \"...\" is not
+ * valid JSON"), which may be hostile bytes headed for a terminal. Keeps only
+ * the position.
+ */
+export function jsonErrorWithoutInput(e: unknown): string {
+  const pos = /position (\d+)/.exec(String((e as Error)?.message ?? ''));
+  if (pos) return `syntax error at character ${pos[1]}`;
+  return /end of JSON input|Unterminated/i.test(String((e as Error)?.message ?? '')) ? 'syntax error: unexpected end' : 'syntax error';
+}
+
+/**
  * Parses attacker-controlled JSON text into a plain object, or throws the
  * given coded error. Never lets a SyntaxError escape.
  */
@@ -48,7 +60,7 @@ export function parseJsonObject(
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new AppendlogError(code, `${what} is not valid JSON: ${(e as Error).message}`, { seq });
+    throw new AppendlogError(code, `${what} is not valid JSON (${jsonErrorWithoutInput(e)})`, { seq });
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
     throw new AppendlogError(code, `${what} is not a JSON object`, { seq });

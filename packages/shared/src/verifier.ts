@@ -21,6 +21,12 @@ export interface ChainFacts {
   sessions: number;
   /** Close reasons seen, with counts (e.g. { eof: 2, error: 1 }). */
   closes: Record<string, number>;
+  /**
+   * Sessions that did not close with `eof` (refused, lost, error, quota, cut
+   * by the seal...), in chain order: the first MAX_LISTED_SESSIONS of them
+   * (the counts in `closes` are complete).
+   */
+  notEof: Array<{ session: number; reason: string; seq: number }>;
   firstTime: number | null;
   lastTime: number | null;
   /** The SEAL entry, when the chain ends with one. */
@@ -37,6 +43,8 @@ export interface ChainExpectation {
 }
 
 const MAX_EVENT_PAYLOAD = 64 * 1024;
+/** Bound on ChainFacts.notEof, so a flood of refused sessions cannot grow a verifier's memory. */
+export const MAX_LISTED_SESSIONS = 100;
 
 export class ChainVerifier {
   private readonly head: Buffer;
@@ -53,6 +61,7 @@ export class ChainVerifier {
   private firstTime: number | null = null;
   private lastTime: number | null = null;
   private closes: Record<string, number> = {};
+  private notEof: ChainFacts['notEof'] = [];
   private seal: ChainFacts['seal'] = null;
   private readonly claims = new ClaimsCollector();
   /** One bit per session: closed. 1M sessions take 125 KiB. */
@@ -284,6 +293,7 @@ export class ChainVerifier {
     if (h.kind === Kind.SESSION_CLOSE) {
       const reason = closeReason(data.subarray(start + ENTRY_HEADER_SIZE, end), h.seq);
       this.closes[reason] = (this.closes[reason] ?? 0) + 1;
+      if (reason !== 'eof' && this.notEof.length < MAX_LISTED_SESSIONS) this.notEof.push({ session: h.session, reason, seq: h.seq });
       this.markClosed(h.session);
     }
     if (this.firstTime === null) this.firstTime = h.time;
@@ -341,6 +351,7 @@ export class ChainVerifier {
       bytes: this.bytes,
       sessions: this.sessions,
       closes: { ...this.closes },
+      notEof: [...this.notEof],
       firstTime: this.firstTime,
       lastTime: this.lastTime,
       seal: this.seal,

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { escapeText } from '@appendlog/shared';
 import { isoTime, reportError, writeAll } from '../output.js';
 import { openStore, withDb, type DbArgs } from './common.js';
 
@@ -21,7 +22,8 @@ export const listCommand: CommandModule<object, ListArgs> = {
       }
       const rows = [
         ['VM', 'NAME', 'STATE', 'ENTRIES', 'LINES', 'BYTES', 'FIRST RECEIVED', 'LAST RECEIVED'],
-        ...logs.map((l) => [l.vm, l.name, l.state, String(l.entries), String(l.lines), String(l.bytes), isoTime(l.firstTime), isoTime(l.lastTime)]),
+        // Names come from the store, which may have been tampered with: escaped.
+        ...logs.map((l) => [escapeText(l.vm), escapeText(l.name), l.state, String(l.entries), String(l.lines), String(l.bytes), isoTime(l.firstTime), isoTime(l.lastTime)]),
       ];
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
       const text = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');

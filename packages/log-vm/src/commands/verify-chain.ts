@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { AppendlogError, escapeForTerminal, escapeText, parseLogRef, sha256Stream, type ChainFacts, type SealManifest } from '@appendlog/shared';
+import { AppendlogError, escapeForTerminal, escapeText, parseLogRef, parseManifest, sha256Stream, type ChainFacts, type SealManifest } from '@appendlog/shared';
 import type { SignatureReport } from '@appendlog/shared/signatures';
 import { asList, isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { makeProgress } from '../progress.js';
@@ -26,7 +26,7 @@ interface Outcome {
   signatures?: SignatureReport;
   seals?: number;
   receipts?: number;
-  artifacts?: Array<{ file: string; sha256: string; claimedPath: string }>;
+  artifacts?: Array<{ file: string; sha256: string; claimedPath: string; claimedPaths: string[]; otherLogs: string[] }>;
 }
 
 /** Sender-controlled text, made safe for a terminal. */
@@ -34,30 +34,56 @@ const safe = (v: unknown): string => escapeForTerminal(Buffer.from(JSON.stringif
 
 const logName = (m: { vm: string; name: string }): string => `${m.vm}/${m.name}`;
 
+async function hashArtifacts(files: string[]): Promise<Array<{ file: string; sha256: string }>> {
+  const { createReadStream } = await import('node:fs');
+  const out: Array<{ file: string; sha256: string }> = [];
+  for (const file of files) {
+    try {
+      out.push({ file, sha256: (await sha256Stream(createReadStream(file))).sha256 });
+    } catch (e) {
+      throw new AppendlogError('USAGE', `cannot read artifact ${file}: ${(e as Error).message}`);
+    }
+  }
+  return out;
+}
+
 /**
  * Ties release files to this log: each file's SHA-256 must be among the
  * artifacts the sender claimed in the sealed manifest. (The hash list is a
  * claim by the build VM, bound to this log by the seal.)
  */
-async function matchArtifacts(files: string[], o: Outcome): Promise<NonNullable<Outcome['artifacts']>> {
-  const { createReadStream } = await import('node:fs');
+function matchArtifacts(hashed: Array<{ file: string; sha256: string }>, o: Outcome, others: Map<string, string[]>): NonNullable<Outcome['artifacts']> {
   const sealed = o.manifest?.claims?.artifacts ?? [];
-  const out: NonNullable<Outcome['artifacts']> = [];
-  for (const file of files) {
-    let sha256: string;
-    try {
-      sha256 = (await sha256Stream(createReadStream(file))).sha256;
-    } catch (e) {
-      throw new AppendlogError('USAGE', `cannot read artifact ${file}: ${(e as Error).message}`);
-    }
-    const hit = sealed.find((a) => a.sha256 === sha256);
-    if (o.manifest === undefined || hit === undefined) {
+  return hashed.map(({ file, sha256 }) => {
+    const hits = sealed.filter((a) => a.sha256 === sha256);
+    if (o.manifest === undefined || hits.length === 0) {
       throw new AppendlogError(
         'ARTIFACT_NOT_FOUND',
         `${file} (sha256 ${sha256}) is not among the ${sealed.length} artifact(s) sealed in log ${logName(o.facts.identity)}${o.manifest ? '' : ' (the log is not sealed)'}`,
       );
     }
-    out.push({ file, sha256, claimedPath: hit.path });
+    return { file, sha256, claimedPaths: hits.map((h) => h.path), claimedPath: hits[0]!.path, otherLogs: others.get(sha256) ?? [] };
+  });
+}
+
+/** Other sealed logs in the store whose build VM claimed the same file hash. */
+function otherClaims(store: { seals(): Iterable<{ log_id: number; manifest: Buffer }> }, logId: number, hashes: string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  if (hashes.length === 0) return out;
+  for (const seal of store.seals()) {
+    if (seal.log_id === logId) continue;
+    let m: SealManifest;
+    try {
+      m = parseManifest(seal.manifest);
+    } catch {
+      continue; // verified elsewhere; here only a hint
+    }
+    for (const a of m.claims?.artifacts ?? []) {
+      if (!hashes.includes(a.sha256)) continue;
+      const l = out.get(a.sha256) ?? [];
+      if (!l.includes(logName(m))) l.push(logName(m));
+      out.set(a.sha256, l);
+    }
   }
   return out;
 }
@@ -105,6 +131,8 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const artifactFiles = asList(args.artifact);
       if (signerPins.length > 0 && keyFiles.length + keyringFiles.length === 0) throw new AppendlogError('USAGE', '--signer pins keys given with --key or --keyring; give those too');
       const trust = keyFiles.length + keyringFiles.length > 0 ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins }) : undefined;
+      const hashed = await hashArtifacts(artifactFiles);
+      let others = new Map<string, string[]>();
       let outcome: Outcome;
       if (isBundle) {
         if (trust === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
@@ -116,15 +144,17 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
         const store = openStore(args);
         try {
           const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, `${vm}/${name}`) : undefined;
-          const r = await verifyStoredLog(store, store.requireLog(vm, name), { trust, threshold: args.threshold, progress, checkpoints });
+          const row = store.requireLog(vm, name);
+          const r = await verifyStoredLog(store, row, { trust, threshold: args.threshold, progress, checkpoints });
           outcome = { source: 'store', ...r };
+          others = otherClaims(store, row.id, hashed.map((h) => h.sha256));
         } finally {
           store.close();
         }
       }
       progress.done();
       if (receiptFiles.length > 0) outcome.receipts = receiptFiles.length;
-      if (artifactFiles.length > 0) outcome.artifacts = await matchArtifacts(artifactFiles, outcome);
+      if (artifactFiles.length > 0) outcome.artifacts = matchArtifacts(hashed, outcome, others);
       await printOk(args.json === true, outcome);
     } catch (e) {
       progress.done();
@@ -163,6 +193,7 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
         bytes: f.bytes,
         sessions: f.sessions,
         closes: f.closes,
+        notEof: f.notEof,
         head: f.head,
         genesis: f.genesis,
         created: f.identity.created,
@@ -210,6 +241,12 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
   } else if (o.state === 'sealed') {
     lines.push('  signatures: not checked (give --key to check them)');
   }
+  if (f.notEof.length > 0) {
+    const total = Object.entries(f.closes).reduce((n, [r, c]) => (r === 'eof' ? n : n + c), 0);
+    lines.push(`  sessions not closed by eof: ${total}`);
+    for (const x of f.notEof) lines.push(`    session ${x.session}: ${x.reason} (seq ${x.seq})`);
+    if (total > f.notEof.length) lines.push(`    (+${total - f.notEof.length} more; see show)`);
+  }
   if (o.seals !== undefined) lines.push(`  seal chain: ${o.seals} seal(s) in the store, linked`);
   if (o.manifest?.claims) {
     const c = o.manifest.claims;
@@ -220,7 +257,15 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
     lines.push(...verifiedInputLines(c));
   }
   if (o.receipts) lines.push(`  receipts:  the log extends every receipt in ${o.receipts} file(s)`);
-  for (const a of o.artifacts ?? []) lines.push(`  artifact:  ${a.file} (sha256 ${a.sha256}) was built by log ${log} (claimed as ${safe(a.claimedPath)})`);
+  for (const a of o.artifacts ?? []) {
+    // What this proves, and no more: a claim by the build VM, attested only
+    // as to which VM made it and when (FORMAT.md 10.8).
+    lines.push(`  artifact:  ${escapeText(a.file)} (sha256 ${a.sha256})`);
+    lines.push(`    the build VM ${f.identity.vm} claimed this file's hash as an output of log ${log} (as ${a.claimedPaths.map((p) => safe(p)).join(', ')});`);
+    lines.push(`    the log VM attests the source VM and the time (sealed ${o.manifest ? isoTime(o.manifest.sealed) : '-'}), not how the file was built`);
+    if (a.otherLogs.length > 0) lines.push(`    also claimed by ${a.otherLogs.length} other sealed log(s) in this store: ${a.otherLogs.join(', ')}`);
+    else if (o.source === 'bundle') lines.push('    (only this bundle was checked: other logs may claim the same file)');
+  }
   await writeAll(process.stdout, `${lines.join('\n')}\n`);
 }
 
