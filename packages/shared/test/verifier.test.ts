@@ -119,6 +119,7 @@ function specification(mode: Mode, verify: (chain: BuiltChain, opts?: VerifyOpti
         bytes: 'configure'.length + 'abcd'.length + 'ef'.length + 'partial'.length,
         sessions: 2,
         closes: { eof: 1, signal: 1 },
+        notEof: [{ session: 2, reason: 'signal', seq: expect.any(Number) as number }],
         firstTime: T,
         lastTime: T + 20,
         seal: { seq: 9, time: T + 20, payload: canonicalBytes({ manifest: 'm' }) },
