@@ -180,6 +180,21 @@ describe('when an evidence is signed by a key that is not a trusted builder', ()
   });
 });
 
+describe('when one log was cosigned by two builders', () => {
+  it('counts both certificates (each evidence counts for every builder that sealed it) and says it is one build', async () => {
+    const bundle = at('bundle2-cosigned');
+    await logvmOk(['export', 'build-2/hello-1.0', '--out', bundle], { db: b2.db });
+    await logvmOk(['cosign', bundle, '--key', b2.key.pub, '--signer', `gpg:${b3.key.email}`], { env: b3.key.gpg.env });
+    const e = at('e2-cosigned.json');
+    await logvmOk(['attest', bundle, '--out', e]);
+    const { r, out } = await verifyArtifact(artifact, [e], keys, 2);
+    expect(r.code).toBe(EXIT.OK);
+    const { text } = await verifyArtifact(artifact, [e], keys, 2, false);
+    expect(out!.rows.filter((x) => x.agrees).map((x) => x.fingerprint).sort()).toEqual([b2.key.fingerprint, b3.key.fingerprint].sort());
+    expect(text).toMatch(/note: [0-9A-F]{40}, [0-9A-F]{40} sealed the same log \(one build, cosigned\), not separate builds/);
+  });
+});
+
 describe('when builders used different inputs but built the same artifact', () => {
   it('agrees on the artifact and names the input that differs from the majority', async () => {
     const { r, out, } = await verifyArtifact(artifact, [ev.e1!, ev.e2!, ev.e3local!], keys, 3);

@@ -40,6 +40,8 @@ export interface InputDifference {
 
 export interface BuilderEvidence {
   source: string;
+  /** The manifest's genesis and seal index: the same log sealed (or cosigned) by several builders has the same `logId`. */
+  logId: string;
   kind: 'evidence' | 'bundle';
   log: string;
   sealed: number;
@@ -154,6 +156,7 @@ export function evaluateQuorum(input: {
       }
       row.evidences.push({
         source: e.source,
+        logId: `${m.genesis}:${m.sealIndex}`,
         kind: e.kind,
         log: `${m.vm}/${m.name}`,
         sealed: m.sealed,
@@ -202,7 +205,7 @@ export interface Comparison {
 }
 
 const fileKey = (f: { sha256: string | null; size: number | null; signer?: string; rejected?: string } | null): string =>
-  f === null ? '-' : `${f.sha256}:${f.size}:${f.rejected ?? ''}`;
+  f === null ? '-' : `${f.sha256}:${f.size}:${f.signer ?? ''}:${f.rejected ?? ''}`;
 
 function rowsOf(lists: Array<Map<string, CompareRow['values'][number]>>): CompareRow[] {
   const paths = new Set<string>();

@@ -180,6 +180,13 @@ function render(r: QuorumResult): string {
       out.push(`  note: ${b.fingerprint} built the same artifact from different inputs: ${same.inputDifferences.map((d) => esc(d.path)).join(', ')}`);
     }
   }
+  // The issue's rule counts every builder that sealed an agreeing log; say
+  // plainly when two of them vouch for one and the same build (a cosigned log).
+  const byLog = new Map<string, string[]>();
+  for (const b of r.builders.filter((x) => x.agrees)) {
+    for (const e of b.evidences.filter((x) => x.artifact === 'same')) byLog.set(e.logId, [...new Set([...(byLog.get(e.logId) ?? []), b.fingerprint])]);
+  }
+  for (const [, who] of byLog) if (who.length > 1) out.push(`  note: ${who.join(', ')} sealed the same log (one build, cosigned), not separate builds`);
   out.push(`note: ${TRUST_NOTE}`);
   return `${out.join('\n')}\n`;
 }
