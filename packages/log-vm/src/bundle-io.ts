@@ -238,7 +238,7 @@ export function checkSealLink(previousBytes: Buffer, manifest: SealManifest): vo
  * its buffer on every chunk: quadratic on a hostile long line). Lines are
  * handed over synchronously as bytes; parseRecordBytes checks their UTF-8.
  */
-class LineSplitter {
+export class LineSplitter {
   private parts: Buffer[] = [];
   private size = 0;
   private lineNo = 0;

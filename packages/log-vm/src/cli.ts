@@ -12,6 +12,8 @@ import { cosignCommand } from './commands/cosign.js';
 import { attestCommand } from './commands/attest.js';
 import { verifyArtifactCommand } from './commands/verify-artifact.js';
 import { compareCommand } from './commands/compare.js';
+import { buildLogCommand } from './commands/buildlog.js';
+import { renderCommand } from './commands/render.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('logvm')
@@ -26,7 +28,9 @@ await yargs(hideBin(process.argv))
   .command(attestCommand)
   .command(verifyArtifactCommand)
   .command(compareCommand)
-  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare')
+  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render')
+  .command(buildLogCommand)
+  .command(renderCommand)
   .strict()
   .version(false)
   .help()

@@ -11,7 +11,9 @@ import { AppendlogError } from './errors.js';
  * persists), then the defaults.
  *
  *   { "maxLine": 65536, "commitIntervalMs": 50, "quotaLogMiB": 4096,
- *     "quotaVmMiB": 16384, "maxStoreMiB": 0 }
+ *     "quotaVmMiB": 16384, "maxStoreMiB": 0,
+ *     "sealOnClose": "split-gpg:KEYID", "postSealHook": "/home/user/bin/hook",
+ *     "bundleDir": "/home/user/bundles" }
  */
 export interface ServiceConfig {
   maxLine?: number;
@@ -20,9 +22,23 @@ export interface ServiceConfig {
   quotaVmMiB?: number;
   /** 0 or absent: no cap beyond the disk. */
   maxStoreMiB?: number;
+  /** Seal each log when its session ends cleanly, with this signer spec (`split-gpg:KEYID`, ...). */
+  sealOnClose?: string;
+  /** Absolute path of a program run after each seal as `HOOK BUNDLE VM/NAME`, stdio on /dev/null. */
+  postSealHook?: string;
+  /** Where bundles are exported after a seal by the service or when a postSealHook runs: DIR/VM/NAME. */
+  bundleDir?: string;
+  /** The gpg program `logvm publish` has git sign commits with (default qubes-gpg-client-wrapper). */
+  gitGpgProgram?: string;
+  /** The key `logvm publish` signs commits with (default: git's user.signingkey). */
+  publishSigningKey?: string;
 }
 
 const KEYS = ['maxLine', 'commitIntervalMs', 'quotaLogMiB', 'quotaVmMiB', 'maxStoreMiB'] as const;
+const STRING_KEYS = ['sealOnClose', 'postSealHook', 'bundleDir', 'gitGpgProgram', 'publishSigningKey'] as const;
+type StringKey = (typeof STRING_KEYS)[number];
+/** Settings that name a file must be absolute: qrexec starts the service in the home directory, an admin's shell elsewhere. */
+const ABSOLUTE: readonly StringKey[] = ['postSealHook', 'bundleDir'];
 
 export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const home = env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.startsWith('/') ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), '.config');
@@ -37,6 +53,11 @@ export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new AppendlogError('USAGE', `config ${path}: not a JSON object`);
     for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+      if ((STRING_KEYS as readonly string[]).includes(k)) {
+        if (typeof val !== 'string') throw new AppendlogError('USAGE', `config ${path}: ${k} must be a string`);
+        out[k as StringKey] = checkString(k as StringKey, val, `config ${path}`);
+        continue;
+      }
       if (!(KEYS as readonly string[]).includes(k)) throw new AppendlogError('USAGE', `config ${path}: unknown setting ${k}`);
       if (typeof val !== 'number' || !Number.isSafeInteger(val) || val < 0) throw new AppendlogError('USAGE', `config ${path}: ${k} must be a non-negative integer`);
       out[k as (typeof KEYS)[number]] = val;
@@ -54,5 +75,32 @@ export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
   out.maxStoreMiB = fromEnv('APPENDLOG_MAX_STORE_MIB') ?? out.maxStoreMiB;
   out.maxLine = fromEnv('APPENDLOG_MAX_LINE') ?? out.maxLine;
   out.commitIntervalMs = fromEnv('APPENDLOG_COMMIT_INTERVAL_MS') ?? out.commitIntervalMs;
+  const strEnv: Record<StringKey, string> = {
+    sealOnClose: 'APPENDLOG_SEAL_ON_CLOSE',
+    postSealHook: 'APPENDLOG_POST_SEAL_HOOK',
+    bundleDir: 'APPENDLOG_BUNDLE_DIR',
+    gitGpgProgram: 'APPENDLOG_GIT_GPG_PROGRAM',
+    publishSigningKey: 'APPENDLOG_PUBLISH_KEY',
+  };
+  for (const k of STRING_KEYS) {
+    const raw = env[strEnv[k]];
+    // Set but empty turns a setting of the config file off.
+    if (raw !== undefined) out[k] = raw === '' ? undefined : checkString(k, raw, strEnv[k]);
+  }
+  for (const k of STRING_KEYS) if (out[k] === '') delete out[k];
   return out;
+}
+
+function checkString(k: StringKey, v: string, where: string): string {
+  if (v === '') return v;
+  if (v.length > 4096 || /[\0\n]/.test(v)) throw new AppendlogError('USAGE', `${where}: ${k} is not a usable value`);
+  if (ABSOLUTE.includes(k) && !v.startsWith('/')) throw new AppendlogError('USAGE', `${where}: ${k} must be an absolute path`);
+  return v;
+}
+
+/** Where the bundles of a VM's logs are exported after a seal: the setting, else $XDG_DATA_HOME/appendlog/bundles. */
+export function bundleDirOf(config: ServiceConfig, env: NodeJS.ProcessEnv = process.env): string {
+  if (config.bundleDir !== undefined) return config.bundleDir;
+  const dataHome = env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith('/') ? env.XDG_DATA_HOME : join(env.HOME || homedir(), '.local', 'share');
+  return join(dataHome, 'appendlog', 'bundles');
 }

@@ -9,10 +9,11 @@ import {
   canonicalBytes,
   isAppendlogError,
   parseClaim,
+  type CanonicalValue,
   type CloseReason,
   type FrameEvent,
 } from '@appendlog/shared';
-import type { LogRow, Store } from './store.js';
+import type { LogRow, OpenOptions, Store } from './store.js';
 import type { ByteSource } from './source.js';
 
 /**
@@ -49,6 +50,12 @@ export interface AppendOptions {
   now?: () => number;
   /** Aborting ends the session with a clean close event (SIGTERM). */
   signal?: AbortSignal;
+  /** How the session is opened: the service, create-only (qubesbuilder.BuildLog picks fresh names). */
+  open?: OpenOptions;
+  /** More members of the session-open event (qubesbuilder.BuildLog: the legacy path). */
+  openDetails?: Record<string, CanonicalValue>;
+  /** The time of the open transaction's entries and of `created` (qubesbuilder.BuildLog: its start time, which names the file). */
+  openTime?: number;
 }
 
 export interface Receipt {
@@ -187,7 +194,14 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
   const now = opts.now ?? Date.now;
   const maxLine = opts.maxLine ?? DEFAULT_MAX_LINE;
 
-  const opened = store.openSession(vm, name, now, { argument: opts.argument, mode: opts.framed ? 'framed' : 'raw', pid: process.pid, maxLine });
+  const openTime = opts.openTime;
+  const opened = store.openSession(
+    vm,
+    name,
+    openTime === undefined ? now : () => openTime,
+    { ...opts.openDetails, argument: opts.argument, mode: opts.framed ? 'framed' : 'raw', pid: process.pid, maxLine },
+    opts.open,
+  );
   let failure: AppendlogError | null = null;
   const fail = (e: unknown): void => {
     if (failure === null) failure = isAppendlogError(e) ? e : new AppendlogError('INTERNAL', String((e as Error)?.message ?? e));

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import {
   AppendlogError,
   BlockBuilder,
+  EVENTS_LOG_NAME,
   Kind,
   canonicalBytes,
   genesisHash,
@@ -71,6 +72,14 @@ CREATE TABLE IF NOT EXISTS live_sessions (
   session INTEGER NOT NULL,
   pid     INTEGER NOT NULL,
   PRIMARY KEY (log_id, session)
+);
+-- Logs left open because a session did not end cleanly while the service
+-- was set to seal at the end (sealOnClose): an admin's marker, not part of
+-- the chain (the chain holds the close reason and a seal-skipped notice).
+CREATE TABLE IF NOT EXISTS log_flags (
+  log_id INTEGER PRIMARY KEY REFERENCES logs (id),
+  flag   TEXT NOT NULL,
+  time   INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS signatures (
   seal_index INTEGER NOT NULL REFERENCES seals (seal_index),
@@ -145,6 +154,8 @@ export interface LogSummary {
   firstTime: number | null;
   lastTime: number | null;
   head: string;
+  /** Why an open log was not sealed at the end of its session (sealOnClose), or null. */
+  flag: string | null;
 }
 
 export interface SealRow {
@@ -172,6 +183,20 @@ export interface StoreOptions {
   /** Largest store file, in MiB (SQLite max_page_count); past it writes fail as disk full. */
   maxStoreMiB?: number;
   quotas?: Quotas;
+}
+
+/** Which service wrote a log (the first session-open's `service`, absent for qubes.AppendLog). */
+export const DEFAULT_SERVICE = 'qubes.AppendLog';
+/** The `service` of the log VM's own event sessions (VM/logvm-events). */
+export const EVENTS_SERVICE = 'logvm';
+
+export interface OpenOptions {
+  /** The service opening the session; a log belongs to the service that created it. */
+  service?: string;
+  /** Refuse (NAME_CONFLICT) when the log exists already: the caller picks another name. */
+  createOnly?: boolean;
+  /** Log-VM event sessions carry no line bytes and must not be refused by a VM's quota. */
+  skipQuota?: boolean;
 }
 
 /** What an append callback sees inside the write transaction. */
@@ -274,11 +299,22 @@ export class Store {
     name: string,
     now: () => number,
     details: Record<string, CanonicalValue>,
+    opts: OpenOptions = {},
   ): { log: LogRow; session: number; block: FinishedBlock } {
     const builder = new BlockBuilder(4096);
     let session = 0;
+    const service = opts.service ?? DEFAULT_SERVICE;
     const run = this.db.transaction(() => {
       let log = this.findLog(vm, name);
+      if (log !== undefined && opts.createOnly) {
+        throw new AppendlogError('NAME_CONFLICT', `log ${vm}/${name} exists already`);
+      }
+      if (log !== undefined && this.logService(log) !== service) {
+        // A log belongs to the service that created it: qubes.AppendLog can
+        // neither add to a qubesbuilder.BuildLog log (whose text file is a view
+        // of one session) nor to the log VM's own events.
+        throw new AppendlogError('NAME_CONFLICT', `log ${vm}/${name} belongs to ${this.logService(log)}; ${service} cannot append to it`);
+      }
       if (log === undefined) {
         const clash = this.db
           .prepare('SELECT name FROM logs WHERE vm = ? AND name = ? COLLATE NOCASE')
@@ -302,7 +338,7 @@ export class Store {
       }
       const head = this.getHead(log.id);
       if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${vm}/${name} is sealed; nothing more can be appended`);
-      this.checkQuota(log, head, 0);
+      if (!opts.skipQuota) this.checkQuota(log, head, 0);
       // Sessions whose process is gone without a close event: record them as lost.
       const live = this.db.prepare('SELECT session, pid FROM live_sessions WHERE log_id = ?').all(log.id) as Array<{ session: number; pid: number }>;
       for (const l of live) {
@@ -315,7 +351,8 @@ export class Store {
         this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, l.session);
       }
       session = head.sessions + 1;
-      builder.add(now(), session, Kind.SESSION_OPEN, 0, canonicalBytes({ ...details, session, vm }));
+      const svc = service === DEFAULT_SERVICE ? {} : { service };
+      builder.add(now(), session, Kind.SESSION_OPEN, 0, canonicalBytes({ ...details, ...svc, session, vm }));
       const block = this.insertBlock(log, head, builder, 1);
       this.db.prepare('INSERT OR REPLACE INTO live_sessions (log_id, session, pid) VALUES (?, ?, ?)').run(log.id, session, process.pid);
       return { log, block };
@@ -326,6 +363,45 @@ export class Store {
     } catch (e) {
       throw storeError(`cannot open a session on ${vm}/${name}`, e);
     }
+  }
+
+  /**
+   * The service that created a log: the `service` member of its first
+   * entry, the first session-open (qubes.AppendLog when absent). The first
+   * block of a log is always its first open transaction, so it is small.
+   */
+  logService(log: LogRow): string {
+    const first = this.db.prepare('SELECT data FROM blocks WHERE log_id = ? ORDER BY first_seq LIMIT 1').get(log.id) as { data: Buffer } | undefined;
+    if (first === undefined || first.data.length < 26) return DEFAULT_SERVICE;
+    const length = first.data.readUInt32BE(22);
+    if (first.data[20] !== Kind.SESSION_OPEN || 26 + length > first.data.length) return DEFAULT_SERVICE;
+    try {
+      const v = JSON.parse(first.data.toString('utf8', 26, 26 + length)) as { service?: unknown };
+      return typeof v.service === 'string' ? v.service : DEFAULT_SERVICE;
+    } catch {
+      return DEFAULT_SERVICE;
+    }
+  }
+
+  /**
+   * Records log-VM events about `vm`'s logs in VM/logvm-events: one session
+   * of its own (open, the notices, close `eof`) in one transaction, so each
+   * event is chained and attributable (docs/FORMAT.md 12.5). No quota
+   * applies: the entries hold no line bytes.
+   */
+  recordEvents(vm: string, notices: Array<Record<string, CanonicalValue>>, now: () => number = Date.now): { session: number; entries: number } {
+    const name = EVENTS_LOG_NAME;
+    const opened = this.openSession(vm, name, now, { mode: 'event', pid: process.pid }, { service: EVENTS_SERVICE, skipQuota: true });
+    const builder = new BlockBuilder(4096);
+    for (const n of notices) builder.add(now(), opened.session, Kind.NOTICE, 0, canonicalBytes(n));
+    builder.add(now(), opened.session, Kind.SESSION_CLOSE, 0, canonicalBytes({ reason: 'eof', session: opened.session, lines: 0, bytes: 0 }));
+    const block = this.append(opened.log, builder, { endSession: opened.session });
+    return { session: opened.session, entries: block.firstSeq + block.count - 1 };
+  }
+
+  /** Marks an open log that was not sealed at the end of its session (shown by `logvm list`). */
+  flagLog(log: LogRow, flag: string, now: number = Date.now()): void {
+    this.db.prepare('INSERT OR REPLACE INTO log_flags (log_id, flag, time) VALUES (?, ?, ?)').run(log.id, flag, now);
   }
 
   /**
@@ -400,11 +476,12 @@ export class Store {
     const rows = this.db
       .prepare(
         `SELECT l.vm, l.name, l.created, h.entries, h.lines, h.bytes, h.sessions, h.head, h.last_time, h.sealed,
-                (SELECT first_time FROM blocks b WHERE b.log_id = l.id ORDER BY first_seq LIMIT 1) AS first_time
-           FROM logs l JOIN heads h ON h.log_id = l.id
+                (SELECT first_time FROM blocks b WHERE b.log_id = l.id ORDER BY first_seq LIMIT 1) AS first_time,
+                f.flag
+           FROM logs l JOIN heads h ON h.log_id = l.id LEFT JOIN log_flags f ON f.log_id = l.id
           ORDER BY l.vm, l.name`,
       )
-      .all() as Array<HeadRow & { vm: string; name: string; created: number; first_time: number | null }>;
+      .all() as Array<HeadRow & { vm: string; name: string; created: number; first_time: number | null; flag: string | null }>;
     return rows.map((r) => ({
       vm: r.vm,
       name: r.name,
@@ -417,6 +494,8 @@ export class Store {
       firstTime: r.first_time,
       lastTime: r.last_time,
       head: r.head.toString('hex'),
+      // A flag is about an open log; once the admin seals it, it is history.
+      flag: r.sealed ? null : r.flag,
     }));
   }
 

@@ -48,6 +48,10 @@ export const EXIT_CODES = {
   TRANSPORT_REFUSED: 61,
   /** logsend --verify-input: an input's signature did not verify; the build was not started. */
   INPUT_UNVERIFIED: 65,
+  PUBLISH_EXISTS: 70,
+  GIT_FAILED: 71,
+  HOOK_FAILED: 72,
+  FILE_ERROR: 73,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

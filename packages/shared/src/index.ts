@@ -16,3 +16,4 @@ export * from './frames.js';
 export * from './claims.js';
 export * from './evidence.js';
 export * from './quorum.js';
+export * from './buildlog.js';
