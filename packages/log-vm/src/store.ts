@@ -399,6 +399,11 @@ export class Store {
     return { session: opened.session, entries: block.firstSeq + block.count - 1 };
   }
 
+  /** Sessions of the log still being written (rows of live_sessions). */
+  liveSessions(log: LogRow): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM live_sessions WHERE log_id = ?').get(log.id) as { n: number }).n;
+  }
+
   /** Marks an open log that was not sealed at the end of its session (shown by `logvm list`). */
   flagLog(log: LogRow, flag: string, now: number = Date.now()): void {
     this.db.prepare('INSERT OR REPLACE INTO log_flags (log_id, flag, time) VALUES (?, ?, ?)').run(log.id, flag, now);

@@ -138,7 +138,10 @@ export class ChainRenderer {
       }
       out.push(this.format === 'buildlog' ? sanitizeLegacy(e.payload) : Buffer.from(escapeForTerminal(e.payload), 'utf8'));
       if (e.flags & Flag.CONT) this.open = { session: e.session, kind: e.kind };
-      else out.push(NL);
+      else {
+        this.open = null;
+        out.push(NL);
+      }
       return out;
     }
     if (this.format !== 'buildlog') return out;

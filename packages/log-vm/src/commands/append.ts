@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { AppendlogError, DEFAULT_MAX_LINE, MAX_PAYLOAD, checkLogName, checkVmName, parseServiceArgument } from '@appendlog/shared';
+import { AppendlogError, DEFAULT_MAX_LINE, EVENTS_LOG_NAME, MAX_PAYLOAD, checkLogName, checkVmName, parseServiceArgument } from '@appendlog/shared';
 import { appendSession } from '../ingest.js';
 import { reportError, writeAll } from '../output.js';
 import { dbPath, withDb, type DbArgs } from './common.js';
@@ -86,6 +86,8 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       // be taken for the other.
       const mode = args.qrexec ? parseServiceArgument(argument) : { framed: args.framed === true, name: argument };
       const name = checkLogName(mode.name);
+      // The log VM's own events (VM/logvm-events) are written by the log VM alone.
+      if (name.toLowerCase() === EVENTS_LOG_NAME) throw new AppendlogError('NAME_INVALID', `log name ${name} is reserved for the log VM's own events`);
       const config = readServiceConfig();
       const maxLine = args['max-line'] ?? config.maxLine ?? DEFAULT_MAX_LINE;
       if (!Number.isInteger(maxLine) || maxLine < 1 || maxLine > MAX_PAYLOAD) throw new AppendlogError('USAGE', `max line ${maxLine} out of range`);
@@ -113,6 +115,19 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         signal: controller.signal,
       });
       if (result.receipt) await tell(result.receipt);
+      // sealOnClose: after the final receipt, so the sender already knows its
+      // log is stored; what happens next is reported here and chained in
+      // VM/logvm-events, and never turns a stored session into a failure.
+      if (config.sealOnClose !== undefined) {
+        const { sealAtClose, skipSeal } = await import('../after-seal.js');
+        const clean = result.reason === 'eof' && result.error === null;
+        const failures = !clean
+          ? skipSeal(store, vm, name, config, result.error !== null ? `${result.error.code}: ${result.error.message}` : `session closed with reason ${result.reason}`)
+          : store.liveSessions(store.requireLog(vm, name)) > 0
+            ? [] // another session of this log is still writing: the last one to end seals it
+            : (await sealAtClose(store, vm, name, config, { export: true })).failures;
+        for (const f of failures) process.stderr.write(`logvm append: ${f.error.code}: ${f.step} failed for ${vm}/${name}; the log is stored; details in ${vm}/logvm-events\n`);
+      }
       if (result.error?.code === 'QUOTA_EXCEEDED') {
         throw new AppendlogError('QUOTA_EXCEEDED', `${result.error.message}; recorded in the log, session closed`);
       }

@@ -27,7 +27,9 @@ export const listCommand: CommandModule<object, ListArgs> = {
       ];
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
       const text = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-      await writeAll(process.stdout, `${text}\n`);
+      // Open logs the service did not seal at the end of their session (sealOnClose), and why.
+      const flagged = logs.filter((l) => l.flag !== null).map((l) => `! ${escapeText(l.vm)}/${escapeText(l.name)}: ${escapeText(l.flag!)}\n`);
+      await writeAll(process.stdout, `${text}\n${flagged.join('')}`);
     } catch (e) {
       reportError(e, 'logvm list');
     }

@@ -33,6 +33,14 @@ export const sealCommand: CommandModule<object, SealArgs> = {
       try {
         const res = await sealLog(store, vm, name, signer);
         const issuers = await signatureIssuers(res.signature);
+        // postSealHook: the bundle is exported to bundleDir/VM/NAME first; the
+        // hook's exit status is chained in VM/logvm-events. The seal stands
+        // whatever happens there.
+        const { readServiceConfig } = await import('../config.js');
+        const { afterSeal } = await import('../after-seal.js');
+        const after = await afterSeal(store, vm, name, readServiceConfig());
+        for (const f of after.failures) process.stderr.write(`logvm seal: ${f.error.code}: ${f.error.message} (the seal stands; recorded in ${vm}/logvm-events)\n`);
+        if (after.failures.length > 0) process.exitCode = after.failures[0]!.error.exitCode;
         if (args.json) {
           await writeAll(process.stdout, `${JSON.stringify({ ok: true, manifest: res.manifest, signedBy: issuers })}\n`);
         } else {
