@@ -47,10 +47,10 @@ export const EXIT = {
   LOG_FAILED: 60,
   TRANSPORT_REFUSED: 61,
   INPUT_UNVERIFIED: 65,
-  PUBLISH_EXISTS: 70,
-  GIT_FAILED: 71,
-  HOOK_FAILED: 72,
-  FILE_ERROR: 73,
+  PUBLISH_EXISTS: 80,
+  GIT_FAILED: 81,
+  HOOK_FAILED: 82,
+  FILE_ERROR: 83,
 } as const;
 
 export type Code = keyof typeof EXIT;

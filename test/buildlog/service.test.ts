@@ -93,7 +93,7 @@ describe('the builder calls qrexec-client-vm dom0 qubesbuilder.BuildLog', () => 
     expect(got.result.url).toBe(`https://github.com/QubesOS/build-logs/tree/master/${path}`);
   });
 
-  it('names the log buildlog.<file name> in the store (docs/FORMAT.md 12.2)', () => {
+  it('names the log buildlog.<file name> in the store (docs/FORMAT.md 13.2)', () => {
     expect(name).toBe(`buildlog.${got.result.log_file!.split('/')[1]}`);
   });
 

@@ -11,7 +11,7 @@ import type { Store } from './store.js';
  * (sealOnClose), the export of the bundle, and the hooks (postSealHook, and
  * for qubesbuilder.BuildLog the legacy post-log-hook). Every step's failure
  * leaves the stored log as it is: it is recorded as a chained event in
- * VM/logvm-events (docs/FORMAT.md 12.5) and returned, never thrown, so the
+ * VM/logvm-events (docs/FORMAT.md 13.5) and returned, never thrown, so the
  * caller (a service whose stdout belongs to the build VM) only reports it.
  */
 export interface StepFailure {

@@ -20,7 +20,7 @@ import type { ByteSource } from './source.js';
 import type { Store } from './store.js';
 
 /**
- * The qubesbuilder.BuildLog-compatible service (docs/FORMAT.md section 12):
+ * The qubesbuilder.BuildLog-compatible service (docs/FORMAT.md section 13):
  * another front door to the same ingest path as qubes.AppendLog. The log VM
  * chooses the log's name from the source VM (QREXEC_REMOTE_DOMAIN), the
  * SUBDIR argument, the start time and a collision suffix, exactly as the

@@ -386,7 +386,7 @@ export class Store {
   /**
    * Records log-VM events about `vm`'s logs in VM/logvm-events: one session
    * of its own (open, the notices, close `eof`) in one transaction, so each
-   * event is chained and attributable (docs/FORMAT.md 12.5). No quota
+   * event is chained and attributable (docs/FORMAT.md 13.5). No quota
    * applies: the entries hold no line bytes.
    */
   recordEvents(vm: string, notices: Array<Record<string, CanonicalValue>>, now: () => number = Date.now): { session: number; entries: number } {

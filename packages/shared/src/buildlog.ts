@@ -3,7 +3,7 @@ import { Flag, Kind, isLineKind } from './constants.js';
 import { escapeForTerminal } from './render.js';
 
 /**
- * qubesbuilder.BuildLog compatibility (docs/FORMAT.md section 12): how the
+ * qubesbuilder.BuildLog compatibility (docs/FORMAT.md section 13): how the
  * log VM names a log that arrives through the builder's service, and the two
  * text views of a chain (`logvm render --format buildlog|text`). Pure: the
  * caller reads entries and writes the output.
@@ -21,7 +21,7 @@ import { escapeForTerminal } from './render.js';
 export const BUILDLOG_NAME_PREFIX = 'buildlog.';
 /** The log VM's own events about a VM's logs (seal, export and hook results) go to VM/logvm-events. */
 export const EVENTS_LOG_NAME = 'logvm-events';
-/** Longest SUBDIR kept as it is in a log name; a longer one is shortened with a hash (12.2). */
+/** Longest SUBDIR kept as it is in a log name; a longer one is shortened with a hash (13.2). */
 export const BUILDLOG_MAX_SUBDIR_IN_NAME = 26;
 /** Highest collision suffix `.N` (the legacy loop has no bound; a bound keeps the name <= 64 characters). */
 export const BUILDLOG_MAX_SUFFIX = 9999;
@@ -60,7 +60,7 @@ export interface BuildLogTarget {
 
 /**
  * Where a session's log goes, for collision suffix `n` (0: none): the
- * legacy path and the appendlog name (docs/FORMAT.md 12.2). `subdirHash` is
+ * legacy path and the appendlog name (docs/FORMAT.md 13.2). `subdirHash` is
  * the hex SHA-256 of the SUBDIR's UTF-8 bytes, needed only when SUBDIR is
  * longer than BUILDLOG_MAX_SUBDIR_IN_NAME (hashing is I/O-free but lives in
  * node:crypto, so the caller supplies it).

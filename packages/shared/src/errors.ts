@@ -42,16 +42,16 @@ export const EXIT_CODES = {
   ARTIFACT_NOT_FOUND: 51,
   /** verify-artifact: fewer than M distinct trusted builders claim the file (issue 12). */
   QUORUM_NOT_MET: 70,
-  /** an evidence file (docs/FORMAT.md section 12) is malformed. */
+  /** an evidence file (docs/FORMAT.md section 13) is malformed. */
   EVIDENCE_INVALID: 71,
   LOG_FAILED: 60,
   TRANSPORT_REFUSED: 61,
   /** logsend --verify-input: an input's signature did not verify; the build was not started. */
   INPUT_UNVERIFIED: 65,
-  PUBLISH_EXISTS: 70,
-  GIT_FAILED: 71,
-  HOOK_FAILED: 72,
-  FILE_ERROR: 73,
+  PUBLISH_EXISTS: 80,
+  GIT_FAILED: 81,
+  HOOK_FAILED: 82,
+  FILE_ERROR: 83,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

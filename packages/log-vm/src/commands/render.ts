@@ -38,8 +38,8 @@ export const renderCommand: CommandModule<object, RenderArgs> = {
         const keys = asList(args.key);
         let vm: string;
         if (keys.length > 0) {
-          const { loadKeys } = await import('./keys.js');
-          vm = (await verifyBundle(args.target, await loadKeys(keys), 1)).manifest.vm;
+          const { loadTrust } = await import('./keys.js');
+          vm = (await verifyBundle(args.target, await loadTrust({ keys }), 1)).manifest.vm;
         } else {
           const { manifest } = readBundleManifest(args.target);
           await verifyBundleEntries(args.target, manifest);

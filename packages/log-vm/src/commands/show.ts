@@ -110,7 +110,7 @@ function describeEvent(e: StoredEntry): string {
     case Kind.SEAL:
       return `sealed ${when} (seal #${s(v.sealIndex)})`;
     case Kind.NOTICE:
-      // Events about another log (VM/logvm-events, docs/FORMAT.md 12.5) name it, and a hook.
+      // Events about another log (VM/logvm-events, docs/FORMAT.md 13.5) name it, and a hook.
       return `log VM notice ${when}: ${s(v.notice)}${v.hook !== undefined ? ` ${s(v.hook)}` : ''}${v.log !== undefined ? ` for ${s(v.log)}` : ''}: ${s(v.detail)}${
         v.unread && v.unread !== 'nothing' ? ` (${s(v.unread)})` : ''
       }`;
