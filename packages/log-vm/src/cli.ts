@@ -14,6 +14,7 @@ import { verifyArtifactCommand } from './commands/verify-artifact.js';
 import { compareCommand } from './commands/compare.js';
 import { buildLogCommand } from './commands/buildlog.js';
 import { renderCommand } from './commands/render.js';
+import { publishCommand } from './commands/publish.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('logvm')
@@ -30,7 +31,8 @@ await yargs(hideBin(process.argv))
   .command(compareCommand)
   .command(buildLogCommand)
   .command(renderCommand)
-  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render')
+  .command(publishCommand)
+  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render, publish')
   .strict()
   .version(false)
   .help()
