@@ -291,3 +291,22 @@ describe('hostile evidence files', () => {
     expect(out!.uncounted).toEqual([expect.objectContaining({ source: p, reason: 'EVIDENCE_INVALID' })]);
   });
 });
+
+describe('hostile text in an evidence', () => {
+  it('never reaches the terminal raw: artifact paths with escape sequences and bidi overrides are shown escaped', async () => {
+    const name = 'evil\u001b]0;pwned\u0007\u202e.bin';
+    writeFileSync(join(b2.dir, name), 'x\n');
+    const r = await pipeBuild(b2, 'hostile-text', 'x\n', ['--artifact', name]);
+    expect(r.code, r.stderr).toBe(0);
+    const e = await publish(b2, 'hostile-text', at('e-hostile.json'));
+    const file = at('evil.bin');
+    writeFileSync(file, 'x\n');
+    const v = await verifyArtifact(file, [e], keys, 1, false);
+    const c = await logvm(['compare', e, ev.e1!, '--all']);
+    for (const out of [v.text, c.stdout.toString('utf8')]) {
+      expect(out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f\u202e]/);
+      expect(out).toContain('\\e]0;pwned');
+    }
+    expect(v.r.code, 'the hash still matches: the artifact is the same').toBe(EXIT.OK);
+  });
+});

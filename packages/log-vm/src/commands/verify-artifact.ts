@@ -113,7 +113,7 @@ function verdictLine(r: QuorumResult): string {
 function describeEvidence(e: BuilderEvidence): string {
   const art =
     e.artifact === 'same'
-      ? 'same'
+      ? `same (claimed as ${esc(e.claimed!.path)})`
       : e.artifact === 'different'
         ? `DIFFERENT (claimed ${esc(e.claimed!.path)} sha256 ${short(e.claimed!.sha256)}…, ${e.claimed!.size} bytes)`
         : 'ABSENT (no artifact of that hash or name)';
