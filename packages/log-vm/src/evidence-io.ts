@@ -17,7 +17,7 @@ import { verifyStoredLog } from './verify-store.js';
 import type { Store } from './store.js';
 
 /**
- * Evidence files (docs/FORMAT.md section 13): written by `logvm attest`,
+ * Evidence files (docs/FORMAT.md section 12): written by `logvm attest`,
  * read by `verify-artifact` and `compare`.
  */
 

@@ -42,7 +42,7 @@ export const EXIT_CODES = {
   ARTIFACT_NOT_FOUND: 51,
   /** verify-artifact: fewer than M distinct trusted builders claim the file (issue 12). */
   QUORUM_NOT_MET: 70,
-  /** an evidence file (docs/FORMAT.md section 13) is malformed. */
+  /** an evidence file (docs/FORMAT.md section 12) is malformed. */
   EVIDENCE_INVALID: 71,
   LOG_FAILED: 60,
   TRANSPORT_REFUSED: 61,

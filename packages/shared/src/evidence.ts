@@ -3,7 +3,7 @@ import { canonicalJson } from './canonical-json.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type SealManifest } from './manifest.js';
 
 /**
- * Evidence file (docs/FORMAT.md section 13): what a downloader needs to learn
+ * Evidence file (docs/FORMAT.md section 12): what a downloader needs to learn
  * which sealed build log vouches for a file, without the log itself. It is
  * the seal manifest's exact bytes and the detached signatures over them, as
  * canonical JSON plus one newline:

@@ -1,7 +1,7 @@
 import type { ClaimedFile, SealManifest } from './manifest.js';
 
 /**
- * M of N independent builders (docs/FORMAT.md section 13): pure logic over
+ * M of N independent builders (docs/FORMAT.md section 12): pure logic over
  * evidences whose signatures the caller has already evaluated. Each builder
  * is one trusted certificate; it agrees when a log it validly sealed claims
  * the file's SHA-256 as an artifact. One certificate counts once, however

@@ -11,7 +11,7 @@ interface AttestArgs extends DbArgs {
 
 /**
  * `logvm attest VM/NAME|BUNDLE --out FILE`: the small evidence file of
- * docs/FORMAT.md section 13 (manifest bytes and signatures), for publishing
+ * docs/FORMAT.md section 12 (manifest bytes and signatures), for publishing
  * beside a release. The chain is re-verified first: a damaged log is never
  * attested.
  */
