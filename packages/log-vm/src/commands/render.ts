@@ -29,8 +29,12 @@ export const renderCommand: CommandModule<object, RenderArgs> = {
       .option('out', { type: 'string', describe: 'write to this file instead of stdout' }) as never,
   handler: async (args) => {
     try {
-      const stream = args.out !== undefined ? createWriteStream(args.out, { flags: 'wx' }) : process.stdout;
-      const out = new BufferedWriter(stream, 256 * 1024);
+      // Opened only once what is rendered has been checked: a refused bundle leaves no file.
+      let stream: NodeJS.WritableStream & { end: (cb?: (e?: Error | null) => void) => unknown } = process.stdout;
+      const open = (): BufferedWriter => {
+        if (args.out !== undefined) stream = createWriteStream(args.out, { flags: 'wx' });
+        return new BufferedWriter(stream as never, 256 * 1024);
+      };
       const isBundle = existsSync(args.target) && statSync(args.target).isDirectory();
       if (isBundle) {
         const { verifyBundle, verifyBundleEntries, readBundleManifest } = await import('../bundle-io.js');
@@ -45,14 +49,15 @@ export const renderCommand: CommandModule<object, RenderArgs> = {
           await verifyBundleEntries(args.target, manifest);
           vm = manifest.vm;
         }
-        await renderBundle(args.target, vm, args.format, out);
+        await renderBundle(args.target, vm, args.format, open());
       } else {
         if (asList(args.key).length > 0) throw new AppendlogError('USAGE', '--key is for a bundle; a store log is checked with logvm verify-chain');
         const { vm, name } = parseLogRef(args.target);
         const { renderStoredLog } = await import('../render-io.js');
         const store = openStore(args);
         try {
-          await renderStoredLog(store, store.requireLog(vm, name), args.format, out);
+          const log = store.requireLog(vm, name);
+          await renderStoredLog(store, log, args.format, open());
         } finally {
           store.close();
         }

@@ -31,14 +31,16 @@ export const sealCommand: CommandModule<object, SealArgs> = {
       const signer = parseSignerSpec(args.signer);
       const store = openStore(args);
       try {
+        // Settings first: a bad config file is a usage error before anything is signed.
+        const { readServiceConfig } = await import('../config.js');
+        const config = readServiceConfig();
         const res = await sealLog(store, vm, name, signer);
         const issuers = await signatureIssuers(res.signature);
         // postSealHook: the bundle is exported to bundleDir/VM/NAME first; the
         // hook's exit status is chained in VM/logvm-events. The seal stands
         // whatever happens there.
-        const { readServiceConfig } = await import('../config.js');
         const { afterSeal } = await import('../after-seal.js');
-        const after = await afterSeal(store, vm, name, readServiceConfig());
+        const after = await afterSeal(store, vm, name, config);
         for (const f of after.failures) process.stderr.write(`logvm seal: ${f.error.code}: ${f.error.message} (the seal stands; recorded in ${vm}/logvm-events)\n`);
         if (after.failures.length > 0) process.exitCode = after.failures[0]!.error.exitCode;
         if (args.json) {
