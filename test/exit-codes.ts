@@ -51,6 +51,7 @@ export const EXIT = {
   GIT_FAILED: 81,
   HOOK_FAILED: 82,
   FILE_ERROR: 83,
+  NODE_TOO_OLD: 78,
 } as const;
 
 export type Code = keyof typeof EXIT;

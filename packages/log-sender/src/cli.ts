@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { AppendlogError, EXIT_CODES, LOG_NAME_RE, checkLogName, isAppendlogError, jsonErrorWithoutInput } from '@appendlog/shared';
+import { AppendlogError, EXIT_CODES, LOG_NAME_RE, VERSION, checkLogName, isAppendlogError, jsonErrorWithoutInput } from '@appendlog/shared';
 import { send } from './sender.js';
 import { expandVerifyPairs } from './files.js';
 import { loadKeyring } from './keyring.js';
@@ -58,7 +58,7 @@ export function defaultName(command: string[], now = new Date()): string {
   return LOG_NAME_RE.test(name) ? name : `build-${stamp}`;
 }
 
-const argv = await yargs(hideBin(process.argv))
+const parser = yargs(hideBin(process.argv))
   .scriptName('logsend')
   .usage('$0 [options] -- CMD ARGS...\nCMD | $0 [options]\n\nStream a build log to the Qubes log VM (qubes.AppendLog), failing closed.')
   .parserConfiguration({ 'halt-at-non-option': true })
@@ -74,15 +74,24 @@ const argv = await yargs(hideBin(process.argv))
   .option('connect-timeout', { type: 'number', default: 300, describe: 'seconds to wait for the log VM to acknowledge the session before the build starts' })
   .option('on-log-failure', { choices: ['stop', 'continue'] as const, default: 'stop' as const, describe: 'stop the build when the log fails, or let it finish (and still exit non-zero)' })
   .option('qrexec-client', { type: 'string', default: process.env.APPENDLOG_QREXEC_CLIENT ?? 'qrexec-client-vm', hidden: true })
+  // Completion is an option, not a `completion` command: `logsend completion`
+  // must stay free to run a build tool of that name.
+  .completion('completion', false)
+  .option('completion-script', { type: 'boolean', describe: 'print a bash/zsh completion script and exit' })
   .strict()
-  .version(false)
+  .version(VERSION)
   .help()
   .fail((msg, err) => {
     if (err) throw err;
     process.stderr.write(`logsend: USAGE: ${msg}\n(see logsend --help)\n`);
     process.exit(EXIT_CODES.USAGE);
-  })
-  .parseAsync();
+  });
+const argv = await parser.parseAsync();
+
+if (argv['completion-script']) {
+  parser.showCompletionScript();
+  process.exit(0);
+}
 
 try {
   const command = argv._.map(String);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_CODES } from '@appendlog/shared';
+import { EXIT_CODES, VERSION } from '@appendlog/shared';
 import { appendCommand } from './commands/append.js';
 import { listCommand } from './commands/list.js';
 import { showCommand } from './commands/show.js';
@@ -33,8 +33,10 @@ await yargs(hideBin(process.argv))
   .command(renderCommand)
   .command(publishCommand)
   .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render, publish')
+  // `logvm completion >> ~/.bashrc` (the packages install it system-wide).
+  .completion('completion', 'print a bash/zsh completion script')
   .strict()
-  .version(false)
+  .version(VERSION)
   .help()
   .fail((msg, err) => {
     // A message means a usage problem (including our .check()s); an error

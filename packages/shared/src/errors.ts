@@ -52,6 +52,9 @@ export const EXIT_CODES = {
   GIT_FAILED: 81,
   HOOK_FAILED: 82,
   FILE_ERROR: 83,
+  // Checked by the bin wrappers (bin/logvm.js, bin/logsend.js) before any
+  // code loads; they hard-code 78 because they must run on old Node.
+  NODE_TOO_OLD: 78,
 } as const;
 
 export type ErrorCode = keyof typeof EXIT_CODES;

@@ -17,3 +17,4 @@ export * from './claims.js';
 export * from './evidence.js';
 export * from './quorum.js';
 export * from './buildlog.js';
+export * from './version.js';
