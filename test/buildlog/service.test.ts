@@ -324,8 +324,7 @@ describe('post-log-hook FILE, as the legacy service runs it', () => {
     expect(r.stderr).toMatch(/^qubesbuilder\.BuildLog: HOOK_FAILED: post-log-hook failed for build-vm\/buildlog\.log_/);
     const ev = await logvm(['show', `${VM}/logvm-events`], { db: c.h.db });
     expect(ev.stdout.toString()).toContain('exited 3');
-    const v = await logvm(['verify-chain', `${VM}/logvm-events`], { db: c.h.db });
-    expect(v.code, v.stderr).toBe(0);
+    expect(ev.stdout.toString()).toMatch(/hook post-log-hook for build-vm\/buildlog\.log_/);
   });
 });
 
