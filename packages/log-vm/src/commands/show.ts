@@ -102,7 +102,11 @@ function describeEvent(e: StoredEntry): string {
   const when = isoTime(e.header.time);
   switch (e.header.kind) {
     case Kind.SESSION_OPEN:
-      return `session ${e.header.session} opened ${when} by VM ${s(v.vm)}, argument ${s(JSON.stringify(v.argument))}, mode ${s(v.mode)}`;
+      // The log VM's own event sessions (docs/FORMAT.md 13.5) have no caller and no argument.
+      if (v.mode === 'event') return `session ${e.header.session} opened ${when} by the log VM: events about VM ${s(v.vm)}'s logs`;
+      return `session ${e.header.session} opened ${when} by VM ${s(v.vm)}, argument ${s(JSON.stringify(v.argument))}, mode ${s(v.mode)}${
+        v.service !== undefined ? `, service ${s(v.service)}` : ''
+      }${v.path !== undefined ? `, path ${s(v.path)}` : ''}`;
     case Kind.SESSION_CLOSE:
       return `session ${e.header.session} closed ${when}: ${s(v.reason)}${v.lines !== undefined ? `, ${s(v.lines)} lines, ${s(v.bytes)} bytes` : ''}${
         v.detail !== undefined ? ` (${s(v.detail)})` : ''
