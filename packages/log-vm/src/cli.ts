@@ -15,6 +15,7 @@ import { compareCommand } from './commands/compare.js';
 import { buildLogCommand } from './commands/buildlog.js';
 import { renderCommand } from './commands/render.js';
 import { publishCommand } from './commands/publish.js';
+import { reportCommand } from './commands/report.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('logvm')
@@ -32,7 +33,8 @@ await yargs(hideBin(process.argv))
   .command(buildLogCommand)
   .command(renderCommand)
   .command(publishCommand)
-  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render, publish')
+  .command(reportCommand)
+  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render, publish, report')
   // `logvm completion >> ~/.bashrc` (the packages install it system-wide).
   .completion('completion', 'print a bash/zsh completion script')
   .strict()

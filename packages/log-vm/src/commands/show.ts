@@ -70,7 +70,7 @@ async function writeRaw(out: BufferedWriter, e: StoredEntry): Promise<void> {
   if (e.header.flags === 0) await out.write(NEWLINE);
 }
 
-const STREAM_MARK: Record<number, string> = {
+export const STREAM_MARK: Record<number, string> = {
   [Kind.LINE]: '|',
   [Kind.STDOUT]: '|',
   [Kind.STDERR]: 'E',
@@ -90,7 +90,7 @@ export function formatEntry(e: StoredEntry): string {
 }
 
 /** Renders a log-VM event or a claim; any value from the sender is escaped. */
-function describeEvent(e: StoredEntry): string {
+export function describeEvent(e: StoredEntry): string {
   let v: Record<string, unknown> = {};
   try {
     const parsed = JSON.parse(e.payload.toString('utf8')) as unknown;
