@@ -20,9 +20,9 @@ export interface HighlightPattern {
 
 export const DEFAULT_PATTERNS: readonly HighlightPattern[] = [
   {
-    id: 'compiler-error',
-    title: 'compiler errors',
-    why: 'gcc/clang "file:line:col: error:", "fatal error:", rustc "error[E…]:", MSVC "error C…:", javac/go "error:"',
+    id: 'error',
+    title: 'errors',
+    why: 'compiler and tool errors: gcc/clang "file:line:col: error:", "fatal error:", rustc "error[E…]:", MSVC "error C…:", "ERROR:"',
     re: /(?:^|[\s:])(?:fatal )?error(?:\[E\d+\])?:|\berror [A-Z]{1,3}\d{3,5}:|^error(?:\[E\d+\])?:/i,
   },
   {
