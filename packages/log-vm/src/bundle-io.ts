@@ -34,7 +34,13 @@ import type { Store } from './store.js';
  * damaged store is never exported as if it were fine. The bundle is written
  * to DIR.partial and renamed to DIR only when complete.
  */
-export async function exportBundle(store: Store, vm: string, name: string, outDir: string): Promise<{ manifest: SealManifest; facts: ChainFacts }> {
+export async function exportBundle(
+  store: Store,
+  vm: string,
+  name: string,
+  outDir: string,
+  progress?: Progress,
+): Promise<{ manifest: SealManifest; facts: ChainFacts }> {
   const log = store.requireLog(vm, name);
   const seal = store.getSeal(log.id);
   if (seal === undefined) throw new AppendlogError('NOT_SEALED', `log ${vm}/${name} is not sealed; seal it first (logvm seal)`);
@@ -56,7 +62,7 @@ export async function exportBundle(store: Store, vm: string, name: string, outDi
     stream.on('error', () => undefined); // reported through the writes and end() below
     const out = new BufferedWriter(stream, 256 * 1024);
     for (const block of store.blocks(log.id)) {
-      pushStoredBlock(verifier, block);
+      pushStoredBlock(verifier, block, progress, manifest.entries);
       for (const e of blockEntries(block)) {
         const h = e.header;
         await out.write(formatRecord({ seq: h.seq, time: h.time, session: h.session, kind: h.kind, flags: h.flags, payload: e.payload, hash: e.hash }));

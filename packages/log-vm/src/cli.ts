@@ -2,6 +2,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_CODES, VERSION } from '@appendlog/shared';
+import { quietOnClosedPipe } from './output.js';
 import { appendCommand } from './commands/append.js';
 import { listCommand } from './commands/list.js';
 import { showCommand } from './commands/show.js';
@@ -16,6 +17,9 @@ import { buildLogCommand } from './commands/buildlog.js';
 import { renderCommand } from './commands/render.js';
 import { publishCommand } from './commands/publish.js';
 import { reportCommand } from './commands/report.js';
+
+// Every command but the service itself: a closed pipe on stdout ends it quietly.
+if (process.argv[2] !== 'append') quietOnClosedPipe();
 
 await yargs(hideBin(process.argv))
   .scriptName('logvm')

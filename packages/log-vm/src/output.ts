@@ -71,3 +71,25 @@ export function isoTime(ms: number | null | undefined): string {
 export function asList(v: string | string[] | undefined): string[] {
   return v === undefined ? [] : Array.isArray(v) ? v : [v];
 }
+
+/**
+ * A reader that stops early (`logvm show X | head`, quitting `less`) closes
+ * the pipe: that is the reader's choice, not a failure, so the command ends
+ * quietly with status 0 instead of an EPIPE stack trace. Node ignores
+ * SIGPIPE, so the closed pipe arrives as an EPIPE error on the stream; this
+ * listener is registered first and ends the process before anything else
+ * sees it. Not for `logvm append`: the service must still close its session
+ * when its caller goes away, and handles that itself.
+ */
+export function quietOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      try {
+        process.stderr.write(`logvm: cannot write output: ${e.message}\n`);
+      } finally {
+        process.exit(1);
+      }
+    });
+  }
+}

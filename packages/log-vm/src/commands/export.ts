@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { parseLogRef } from '@appendlog/shared';
 import { reportError, writeAll } from '../output.js';
+import { makeProgress } from '../progress.js';
 import { openStore, withDb, type DbArgs } from './common.js';
 
 interface ExportArgs extends DbArgs {
@@ -21,10 +22,13 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
       const { exportBundle } = await import('../bundle-io.js');
       const { vm, name } = parseLogRef(args.log);
       const store = openStore(args);
+      const progress = makeProgress('exporting');
       try {
-        const { manifest } = await exportBundle(store, vm, name, args.out);
+        const { manifest } = await exportBundle(store, vm, name, args.out, progress);
+        progress.done();
         await writeAll(process.stdout, `exported ${vm}/${name} to ${args.out}: ${manifest.entries} entries, head ${manifest.head}\n`);
       } finally {
+        progress.done();
         store.close();
       }
     } catch (e) {
