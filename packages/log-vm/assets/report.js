@@ -243,6 +243,9 @@
   function fact(dl, k, ...val) {
     dl.append(el('dt', null, k), el('dd', null, ...val));
   }
+  function wideFact(dl, k, ...val) {
+    dl.append(el('dt', { class: 'wide' }, k), el('dd', { class: 'wide' }, ...val));
+  }
   {
     const box = el('section', { id: 'verdict', class: v.ok ? 'verdict' : 'verdict bad', 'data-ok': String(v.ok), 'data-code': v.code || '' });
     const head = v.ok
@@ -255,24 +258,24 @@
       box.append(el('div', { class: 'quiet' }, `verify-chain exit code ${v.exitCode}. Everything below comes from data that did not verify: read it as evidence, not as fact.`));
     }
     const dl = el('dl', { class: 'facts' });
-    fact(dl, 'log', el('span', { class: 'mono' }, v.log || '-'));
+    wideFact(dl, 'log', el('span', { class: 'mono' }, v.log || '-'));
     fact(dl, 'source VM', el('span', { class: 'mono' }, v.vm || '-'), ' (attested by the log VM via qrexec)');
     fact(dl, 'state', v.state || '-');
     if (v.entries !== undefined) fact(dl, 'entries', `${num(v.entries)} (${num(v.lines)} lines, ${bytes(v.bytes || 0)}, ${num(v.sessions)} sessions)`);
-    if (v.head) fact(dl, 'head', el('span', { class: 'mono' }, v.head));
     if (v.created) fact(dl, 'created', iso(v.created));
-    if (v.sealed) fact(dl, 'sealed', `${iso(v.sealed)} (seal #${v.sealIndex}${v.prevSeal ? `, after ${v.prevSeal}` : ', first seal'})`);
-    fact(dl, 'threshold', v.signaturesChecked || !v.ok ? `${v.threshold} valid signature(s) by distinct trusted keys` : 'signatures not checked (no --key)');
+    if (v.head) wideFact(dl, 'head', el('span', { class: 'mono' }, v.head));
+    if (v.sealed) wideFact(dl, 'sealed', `${iso(v.sealed)} (seal #${v.sealIndex}${v.prevSeal ? `, after ${v.prevSeal}` : ', first seal'})`);
+    wideFact(dl, 'threshold', v.signaturesChecked || !v.ok ? `${v.threshold} valid signature(s) by distinct trusted keys` : 'signatures not checked (no --key)');
     const keys = el('div', { id: 'keys' });
     for (const k of v.keys) keys.append(el('div', { class: 'mono' }, `${k.fingerprint} ${k.userIds.join(', ')} (${k.file})`));
     if (v.keys.length === 0) keys.append('none given');
-    fact(dl, 'trusted keys', keys);
+    wideFact(dl, 'trusted keys', keys);
     const signers = el('div', { id: 'signers' });
     for (const s of v.signers) signers.append(el('div', { class: 'mono signer' }, `${s.fingerprint} ${(s.userIds || []).join(', ')} (signed ${s.created || '?'}, ${s.file})`));
     if (v.signers.length === 0) signers.append(v.signaturesChecked ? 'none' : '-');
-    fact(dl, 'signed by', signers);
-    if (v.ignoredSignatures) fact(dl, 'ignored', `${v.ignoredSignatures} signature(s) by keys not given with --key`);
-    if (v.seals) fact(dl, 'seal chain', `${v.seals} seal(s) in the store, linked`);
+    wideFact(dl, 'signed by', signers);
+    if (v.ignoredSignatures) wideFact(dl, 'ignored', `${v.ignoredSignatures} signature(s) by keys not given with --key`);
+    if (v.seals) wideFact(dl, 'seal chain', `${v.seals} seal(s) in the store, linked`);
     box.append(dl);
     app.append(box);
   }
@@ -322,9 +325,11 @@
       if (c.hostname) fact(dl, 'host', el('span', { class: 'mono' }, c.hostname));
       sec.append(dl);
       const files = (title, id, list, omitted) => {
-        const t = el('table', { id }, el('thead', null, el('tr', null, el('th', null, 'path'), el('th', null, 'size'), el('th', null, 'SHA-256'), el('th', null, 'checked by'))));
+        // "checked by": the signers of a verified input (logsend --verify-input), when there are any.
+        const checked = list.some((f) => f.verifiedBy);
+        const t = el('table', { id }, el('thead', null, el('tr', null, el('th', null, 'path'), el('th', null, 'size'), el('th', null, 'SHA-256'), checked ? el('th', null, 'checked by') : null)));
         const body = el('tbody');
-        for (const f of list) body.append(el('tr', null, el('td', { class: 'path mono' }, f.path), el('td', { class: 'num' }, num(f.size)), el('td', { class: 'hash' }, f.sha256), el('td', null, f.verifiedBy ? f.verifiedBy.join(', ') : '')));
+        for (const f of list) body.append(el('tr', null, el('td', { class: 'path mono' }, f.path), el('td', { class: 'num' }, num(f.size)), el('td', { class: 'hash' }, f.sha256), checked ? el('td', null, (f.verifiedBy || []).join(', ')) : null));
         t.append(body);
         sec.append(el('h3', null, `${title}: ${num(list.length + (omitted || 0))}`), list.length ? t : el('p', { class: 'quiet' }, 'none'));
         if (omitted) sec.append(el('p', { class: 'quiet' }, `${num(omitted)} more not listed in the sealed summary.`));
