@@ -1,3 +1,6 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+// (Code passed to page.evaluate runs in the browser.)
 /**
  * The report of a hostile log. Everything in the bundle is the attacker's:
  * the lines, the claims (file names, host name, command line). None of it may

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (Code passed to page.evaluate runs in the browser.)
 /**
  * `logvm report`, checked in a real browser: a build logged through logsend
  * and the real service, sealed with GnuPG and exported; the report of its
@@ -138,7 +140,7 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
     const { page } = opened;
     const show = (await logvmOk(['show', bundle])).stdout.toString('utf8');
     const entries = show.split('\n').filter((l) => l !== '').length;
-    expect(await page.textContent('#log-status')).toBe(`${entries} entries`);
+    expect(await page.textContent('#log-count')).toBe(`${entries} entries`);
     // The red, bold error line: its seq from show, its colour from the DOM.
     const showLine = show.split('\n').find((l) => l.includes('12:5: error'))!;
     const seq = /^ *(\d+) E/.exec(showLine)![1]!;

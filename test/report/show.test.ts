@@ -166,7 +166,8 @@ describe('logvm show --follow', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    await new Promise((r) => setTimeout(r, 700));
+    // It says it waits (no wall-clock guess: poll for the message, up to 30 s).
+    for (let i = 0; i < 300 && !err.includes('waiting for'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(err).toContain(`waiting for ${VM}/later`);
     expect(child.exitCode).toBeNull();
     const sent = await callService(VM, 'later', fdb, { input: 'first line\nsecond line\n' });

@@ -439,7 +439,9 @@
   // -------------------------------------------------------------------------
   // The log view: only the visible rows exist in the DOM.
   const logSec = el('section', { id: 'log' }, el('h2', null, 'The log'));
-  const status = el('div', { class: 'quiet', id: 'log-status' }, 'loading the log…');
+  const logCount = el('span', { id: 'log-count' }, 'loading the log…');
+  const status = el('span', { id: 'log-status' });
+  const statusLine = el('div', { class: 'quiet' }, logCount, ' ', status);
   const search = el('input', { type: 'search', id: 'search', placeholder: 'search the log (Enter: next, Shift+Enter: previous)', 'aria-label': 'search the log' });
   const caseBox = el('input', { type: 'checkbox', id: 'search-case' });
   const reBox = el('input', { type: 'checkbox', id: 'search-regex' });
@@ -468,7 +470,7 @@
     el('p', { class: 'quiet' }, 'Line numbers are seq numbers of the chain. Marks: | a line, E stderr, * a log-VM session event, ! a log-VM notice, C a claim of the build VM, # the seal; > continues in the next entry, % no newline at the end. Controls, bidi overrides and invalid bytes are shown as escapes (\\e, \\u202e, \\xff), as in logvm show.'),
     leftOut,
     toolbar,
-    status,
+    statusLine,
     viewport,
     el('p', { class: 'printnote' }, `The log itself (${num(index.entries)} entries) is not printed; open the report in a browser to read and search it.`),
   );
@@ -630,7 +632,7 @@
     lines = text === '' ? [] : text.split('\n');
     if (lines.length && lines[lines.length - 1] === '') lines.pop();
     if (node) node.remove(); // the lines hold the text now; drop the DOM copy
-    status.textContent = `${num(lines.length)} entries${index.mode === 'window' ? ` of ${num(index.entries)}` : ''}`;
+    logCount.textContent = `${num(lines.length)} entries${index.mode === 'window' ? ` of ${num(index.entries)}` : ''}`;
     layout();
     render();
     fromHash();
