@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logvm, tempDir } from '../helpers.js';
+import { logvm, run, tempDir } from '../helpers.js';
+import { SIGNER_EMAIL } from '../sender/util.js';
 import { EXIT } from '../exit-codes.js';
 import { HAVE_CHROMIUM, NO_CHROMIUM, launch, openReport, type Browser, type Opened } from './browser.js';
 import { VM, logBuild, logvmOk, makeSigner, sealAndExport, type Signer } from './util.js';
@@ -61,7 +62,15 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
     mkdirSync(join(work, 'src'));
     writeFileSync(join(work, 'src/main.c'), 'int main(void) { return 0; }\n');
     signer = await makeSigner(tmp.dir);
-    const sent = await logBuild(db, NAME, work, shellScript(), { inputs: ['src/main.c'], artifacts: ['out.bin'] });
+    // A signed source, checked by logsend --verify-input before the build (the signer's key stands in for upstream's).
+    writeFileSync(join(work, 'src.tar.gz'), 'upstream sources\n');
+    const signed = await run('gpg', ['--batch', '--yes', '-u', SIGNER_EMAIL, '-a', '-b', '-o', join(work, 'src.tar.gz.asc'), join(work, 'src.tar.gz')], { env: signer.env });
+    expect(signed.code, signed.stderr).toBe(0);
+    const sent = await logBuild(db, NAME, work, shellScript(), {
+      inputs: ['src/main.c'],
+      artifacts: ['out.bin'],
+      extra: ['--verify-input', 'src.tar.gz=src.tar.gz.asc', '--keyring', signer.pub],
+    });
     expect(sent.code, sent.stderr).toBe(EXIT_STATUS);
     await sealAndExport(db, `${VM}/${NAME}`, signer, bundle);
     reportRun = await logvm(['report', bundle, '--key', signer.pub, '--out', report]);
@@ -126,6 +135,15 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
     const artifact = await page.textContent('#claims-artifacts tbody');
     expect(artifact).toContain('out.bin');
     expect(artifact).toContain(sha('out.bin'));
+  });
+
+  it('lists the inputs the build VM verified before the build, with the signer', async () => {
+    const { page } = opened;
+    const row = await page.textContent('#claims-verified tbody');
+    expect(row).toContain('src.tar.gz');
+    expect(row).toContain(fingerprint);
+    expect(row).toContain(createHash('sha256').update(readFileSync(join(work, 'src.tar.gz'))).digest('hex'));
+    expect(await page.locator('#claims-rejected').count()).toBe(0);
   });
 
   it('draws the session timeline and the lines per second, stderr marked', async () => {

@@ -20,7 +20,7 @@ export async function logBuild(
   name: string,
   cwd: string,
   script: string,
-  opts: { inputs?: string[]; artifacts?: string[] } = {},
+  opts: { inputs?: string[]; artifacts?: string[]; extra?: string[] } = {},
 ): Promise<RunResult> {
   const scriptPath = join(cwd, `${name}.sh`);
   writeFileSync(scriptPath, script);
@@ -28,6 +28,7 @@ export async function logBuild(
   const args = ['--transport', 'command', '--command', transport, '--name', name];
   for (const i of opts.inputs ?? []) args.push('--input', i);
   for (const a of opts.artifacts ?? []) args.push('--artifact', a);
+  args.push(...(opts.extra ?? []));
   return run(process.execPath, [SENDER, ...args, '--', 'sh', scriptPath], { cwd, env: { XDG_CONFIG_HOME: join(cwd, '.config') } });
 }
 

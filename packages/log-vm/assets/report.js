@@ -267,14 +267,18 @@
     if (v.sealed) wideFact(dl, 'sealed', `${iso(v.sealed)} (seal #${v.sealIndex}${v.prevSeal ? `, after ${v.prevSeal}` : ', first seal'})`);
     wideFact(dl, 'threshold', v.signaturesChecked || !v.ok ? `${v.threshold} valid signature(s) by distinct trusted keys` : 'signatures not checked (no --key)');
     const keys = el('div', { id: 'keys' });
-    for (const k of v.keys) keys.append(el('div', { class: 'mono' }, `${k.fingerprint} ${k.userIds.join(', ')} (${k.file})`));
+    for (const k of v.keys) keys.append(el('div', { class: 'mono' }, `${k.fingerprint} ${k.userIds.length ? k.userIds.join(', ') : '(no user ID bound)'} (${k.file})${k.pinned ? '' : ' not pinned by --signer: does not count'}`));
     if (v.keys.length === 0) keys.append('none given');
     wideFact(dl, 'trusted keys', keys);
     const signers = el('div', { id: 'signers' });
-    for (const s of v.signers) signers.append(el('div', { class: 'mono signer' }, `${s.fingerprint} ${(s.userIds || []).join(', ')} (signed ${s.created || '?'}, ${s.file})`));
+    for (const s of v.signers) signers.append(el('div', { class: 'mono signer' }, `${s.fingerprint} ${(s.userIds || []).join(', ')} (signed ${s.created || '?'}${s.hash ? `, ${s.hash}` : ''}, ${s.file})`));
     if (v.signers.length === 0) signers.append(v.signaturesChecked ? 'none' : '-');
     wideFact(dl, 'signed by', signers);
-    if (v.ignoredSignatures) wideFact(dl, 'ignored', `${v.ignoredSignatures} signature(s) by keys not given with --key`);
+    if (v.notCounted && v.notCounted.length) {
+      const nc = el('div', { id: 'not-counted' });
+      for (const r of v.notCounted) nc.append(el('div', { class: 'mono' }, `${r.file}: ${r.code}: ${r.message}`));
+      wideFact(dl, 'not counted', nc);
+    }
     if (v.seals) wideFact(dl, 'seal chain', `${v.seals} seal(s) in the store, linked`);
     box.append(dl);
     app.append(box);
@@ -325,16 +329,23 @@
       if (c.hostname) fact(dl, 'host', el('span', { class: 'mono' }, c.hostname));
       sec.append(dl);
       const files = (title, id, list, omitted) => {
-        // "checked by": the signers of a verified input (logsend --verify-input), when there are any.
-        const checked = list.some((f) => f.verifiedBy);
-        const t = el('table', { id }, el('thead', null, el('tr', null, el('th', null, 'path'), el('th', null, 'size'), el('th', null, 'SHA-256'), checked ? el('th', null, 'checked by') : null)));
+        // "signed by": the signer of a verified input (logsend --verify-input), when there are any.
+        const checked = list.some((f) => f.signer);
+        const t = el('table', { id }, el('thead', null, el('tr', null, el('th', null, 'path'), el('th', null, 'size'), el('th', null, 'SHA-256'), checked ? el('th', null, 'signed by') : null)));
         const body = el('tbody');
-        for (const f of list) body.append(el('tr', null, el('td', { class: 'path mono' }, f.path), el('td', { class: 'num' }, num(f.size)), el('td', { class: 'hash' }, f.sha256), checked ? el('td', null, (f.verifiedBy || []).join(', ')) : null));
+        for (const f of list) body.append(el('tr', null, el('td', { class: 'path mono' }, f.path), el('td', { class: 'num' }, num(f.size)), el('td', { class: 'hash' }, f.sha256), checked ? el('td', { class: 'hash' }, f.signer || '') : null));
         t.append(body);
         sec.append(el('h3', null, `${title}: ${num(list.length + (omitted || 0))}`), list.length ? t : el('p', { class: 'quiet' }, 'none'));
         if (omitted) sec.append(el('p', { class: 'quiet' }, `${num(omitted)} more not listed in the sealed summary.`));
       };
-      if (c.verifiedInputs) files('verified inputs', 'claims-verified', c.verifiedInputs, 0);
+      if (c.verifiedInputs) files('verified inputs (checked by the build VM before the build; signer fingerprint)', 'claims-verified', c.verifiedInputs, c.omitted ? c.omitted.verifiedInputs : 0);
+      if (c.rejectedInputs && c.rejectedInputs.length) {
+        const t = el('table', { id: 'claims-rejected', class: 'exit-bad' }, el('thead', null, el('tr', null, el('th', null, 'path'), el('th', null, 'code'), el('th', null, 'reason'))));
+        const body = el('tbody');
+        for (const r of c.rejectedInputs) body.append(el('tr', null, el('td', { class: 'path mono' }, r.path), el('td', null, r.code), el('td', null, r.reason)));
+        t.append(body);
+        sec.append(el('h3', { class: 'exit-bad' }, `REJECTED inputs: ${num(c.rejectedInputs.length)} failed verification, the build was not started`), t);
+      }
       files('inputs', 'claims-inputs', c.inputs, c.omitted ? c.omitted.inputs : 0);
       files('artifacts', 'claims-artifacts', c.artifacts, c.omitted ? c.omitted.artifacts : 0);
       if (data.badClaims) sec.append(el('p', { class: 'exit-bad' }, `${num(data.badClaims)} claim entr${data.badClaims === 1 ? 'y' : 'ies'} could not be read (malformed).`));
@@ -629,9 +640,9 @@
     performance.mark('appendlog-load-start');
     const node = $('log-text');
     const text = node ? node.textContent : '';
+    if (node) node.remove(); // the lines will hold the text; drop the DOM copy
     lines = text === '' ? [] : text.split('\n');
     if (lines.length && lines[lines.length - 1] === '') lines.pop();
-    if (node) node.remove(); // the lines hold the text now; drop the DOM copy
     logCount.textContent = `${num(lines.length)} entries${index.mode === 'window' ? ` of ${num(index.entries)}` : ''}`;
     layout();
     render();

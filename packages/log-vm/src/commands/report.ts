@@ -1,11 +1,12 @@
 import type { CommandModule } from 'yargs';
 import { asList, reportError, writeAll } from '../output.js';
 import { makeProgress } from '../progress.js';
+import { AppendlogError } from '@appendlog/shared';
 import { openStore, withDb, type DbArgs } from './common.js';
+import { withTrust, type TrustArgs } from './trust-args.js';
 
-interface ReportArgs extends DbArgs {
+interface ReportArgs extends DbArgs, TrustArgs {
   target: string;
-  key?: string | string[];
   threshold: number;
   out: string;
   patterns?: string | string[];
@@ -21,10 +22,9 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
   command: 'report <target>',
   describe: 'write a self-contained HTML report of a bundle (directory) or a log in the store (VM/NAME)',
   builder: (y) =>
-    withDb(y)
+    withTrust(withDb(y))
       .positional('target', { type: 'string', demandOption: true, describe: 'bundle directory, or VM/NAME in the store' })
-      .option('key', { type: 'string', describe: 'trusted public key file (armored); repeat for M-of-N' })
-      .option('threshold', { type: 'number', default: 1, describe: 'valid signatures needed, by distinct trusted keys' })
+      .option('threshold', { type: 'number', default: 1, describe: 'signatures needed, by distinct trusted certificates (as verify-chain)' })
       .option('out', { type: 'string', demandOption: true, describe: 'the HTML file to write' })
       .option('patterns', { type: 'string', describe: 'JSON file of more "look here first" patterns (repeatable)' })
       .option('max-embed-mib', {
@@ -41,18 +41,21 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     try {
       const { buildReport } = await import('../report/build.js');
       const { DEFAULT_PATTERNS, loadPatternFile } = await import('../report/patterns.js');
-      const { loadKeys } = await import('./keys.js');
+      const { loadTrust } = await import('./keys.js');
       const { isBundlePath } = await import('../bundle-entries.js');
+      // The same trust options and loader as verify-chain.
       const keyFiles = asList(args.key);
-      const keys = keyFiles.length > 0 ? await loadKeys(keyFiles) : undefined;
+      const keyringFiles = asList(args.keyring);
+      const signerPins = asList(args.signer);
+      if (signerPins.length > 0 && keyFiles.length + keyringFiles.length === 0) throw new AppendlogError('USAGE', '--signer pins keys given with --key or --keyring; give those too');
+      const trust = keyFiles.length + keyringFiles.length > 0 ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins }) : undefined;
       const patterns = [...DEFAULT_PATTERNS, ...asList(args.patterns).flatMap(loadPatternFile)];
       const isBundle = args.db === undefined && isBundlePath(args.target);
       const r = await buildReport({
         target: args.target,
         isBundle,
         openStore: () => openStore(args),
-        keys,
-        keyFiles,
+        trust,
         threshold: args.threshold,
         patterns,
         maxEmbedBytes: Math.floor(args['max-embed-mib'] * 1024 * 1024),

@@ -1,8 +1,8 @@
 import { createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { AppendlogError, BUNDLE_FILES, escapeForTerminal, parseLogRef, type ChainFacts, type ClaimsSummary, type SealManifest } from '@appendlog/shared';
-import type { SignatureReport, TrustedKey } from '@appendlog/shared/signatures';
+import { AppendlogError, BUNDLE_FILES, escapeText, parseLogRef, type ChainFacts, type ClaimsSummary, type SealManifest } from '@appendlog/shared';
+import type { SignatureReport, TrustStore } from '@appendlog/shared/signatures';
 import { BufferedWriter, toCodedError } from '../output.js';
 import { storedEntries, type StoredEntry } from '../entries.js';
 import { bundleEntries } from '../bundle-entries.js';
@@ -18,8 +18,8 @@ export interface ReportOptions {
   target: string;
   isBundle: boolean;
   openStore?: () => Store;
-  keys?: TrustedKey[];
-  keyFiles: string[];
+  /** verify-chain's trust material (--key, --keyring, --signer), loaded by its own loader. */
+  trust?: TrustStore;
   threshold: number;
   patterns: readonly HighlightPattern[];
   maxEmbedBytes: number;
@@ -52,8 +52,10 @@ export interface Verdict {
   seals?: number;
   threshold: number;
   signaturesChecked: boolean;
-  keys: Array<{ fingerprint: string; userIds: string[]; file: string }>;
-  signers: Array<{ fingerprint: string; userIds: string[]; created: string | null; file: string }>;
+  keys: Array<{ fingerprint: string; userIds: string[]; file: string; pinned: boolean }>;
+  signers: Array<{ fingerprint: string; userIds: string[]; created: string | null; file: string; hash: string | null }>;
+  /** Signatures that did not count, with verify-chain's refusal code. */
+  notCounted: Array<{ file: string; code: string; message: string }>;
   ignoredSignatures: number;
 }
 
@@ -64,8 +66,9 @@ export interface ReportResult {
   bytes: number;
 }
 
-/** Text from outside (messages may quote the bundle) through the one terminal escaper. */
-const safe = (s: string): string => escapeForTerminal(Buffer.from(s, 'utf8'));
+/** Text from outside (messages may quote the bundle, keys carry user IDs) through the one escaper. */
+const safe = escapeText;
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
 /**
  * Verifies the log with the same verifier as `verify-chain` (verifyBundle,
@@ -74,7 +77,12 @@ const safe = (s: string): string => escapeForTerminal(Buffer.from(s, 'utf8'));
  * and marks everything else as coming from unverified data.
  */
 export async function buildReport(o: ReportOptions): Promise<ReportResult> {
-  const keysInfo = (o.keys ?? []).map((k, i) => ({ fingerprint: k.fingerprint, userIds: k.userIds.map(safe), file: o.keyFiles[i] ?? '' }));
+  const keysInfo = (o.trust?.certificates ?? []).map((c) => ({
+    fingerprint: c.fingerprint,
+    userIds: c.userIds.map(safe),
+    file: safe(c.source),
+    pinned: o.trust?.pinned === null || (o.trust?.pinned ?? []).includes(c.fingerprint),
+  }));
   const verdict: Verdict = {
     ok: false,
     code: null,
@@ -90,6 +98,7 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
     signaturesChecked: false,
     keys: keysInfo,
     signers: [],
+    notCounted: [],
     ignoredSignatures: 0,
   };
   let facts: ChainFacts | undefined;
@@ -107,8 +116,8 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
         } catch {
           // the verifier names the problem below
         }
-        if (o.keys === undefined || o.keys.length === 0) throw new AppendlogError('USAGE', 'a bundle report needs the trusted public key(s): --key PUB.asc');
-        const r = await verifyBundle(o.target, o.keys, o.threshold, { progress: p1 });
+        if (o.trust === undefined) throw new AppendlogError('USAGE', 'a bundle report needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
+        const r = await verifyBundle(o.target, o.trust, o.threshold, { progress: p1 });
         ({ facts, manifest, signatures } = r);
         verdict.state = 'sealed';
       } else {
@@ -117,7 +126,7 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
         store = o.openStore!();
         const log = store.requireLog(vm, name);
         logId = log.id;
-        const r = await verifyStoredLog(store, log, { keys: o.keys, threshold: o.threshold, progress: p1 });
+        const r = await verifyStoredLog(store, log, { trust: o.trust, threshold: o.threshold, progress: p1 });
         ({ facts, manifest, signatures } = r);
         verdict.state = r.state;
         if (r.seals !== undefined) verdict.seals = r.seals;
@@ -144,8 +153,13 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
     if (manifest) Object.assign(verdict, { sealed: manifest.sealed, sealIndex: manifest.sealIndex, prevSeal: manifest.prevSeal });
     if (signatures) {
       verdict.signaturesChecked = true;
-      verdict.signers = signatures.valid.map((s) => ({ fingerprint: s.fingerprint ?? '?', userIds: (s.userIds ?? []).map(safe), created: s.created ?? null, file: s.file }));
-      verdict.ignoredSignatures = signatures.untrusted.length;
+      // As verify-chain prints them: counted signatures with their certificate, the rest with the refusal code.
+      const userIdsOf = new Map(signatures.counted.map((c) => [c.fingerprint, c.userIds]));
+      verdict.signers = signatures.results
+        .filter((r) => r.status === 'counted')
+        .map((r) => ({ fingerprint: r.certificate ?? '?', userIds: (userIdsOf.get(r.certificate ?? '') ?? []).map(safe), created: iso(r.created), file: safe(r.file), hash: r.hash ?? null }));
+      verdict.notCounted = signatures.results.filter((r) => r.status !== 'counted').map((r) => ({ file: safe(r.file), code: r.code ?? r.status, message: safe(r.message) }));
+      verdict.ignoredSignatures = verdict.notCounted.length;
     }
 
     // The second pass: the page's contents.
@@ -175,7 +189,7 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
       p2?.done();
     }
     const collected = await collector.end();
-    const claims: (ClaimsSummary & { verifiedInputs?: unknown }) | null = manifest?.claims ?? collected.claims;
+    const claims: ClaimsSummary | null = manifest?.claims ?? collected.claims;
     const reportData = {
       generator: 'appendlog logvm report',
       generated: Date.now(),
@@ -220,6 +234,8 @@ function sanitizeClaims(c: ClaimsSummary): ClaimsSummary {
     ...c,
     inputs: c.inputs.map(f),
     artifacts: c.artifacts.map(f),
+    ...(c.verifiedInputs !== undefined ? { verifiedInputs: c.verifiedInputs.map((v) => ({ ...v, path: safe(v.path), signer: v.signer.toUpperCase() })) } : {}),
+    ...(c.rejectedInputs !== undefined ? { rejectedInputs: c.rejectedInputs.map((r) => ({ ...r, path: safe(r.path), code: safe(r.code), reason: safe(r.reason) })) } : {}),
     ...(c.hostname !== undefined ? { hostname: safe(c.hostname) } : {}),
     ...(c.command !== undefined ? { command: c.command.map(safe) } : {}),
   };
