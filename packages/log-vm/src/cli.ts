@@ -18,8 +18,9 @@ import { renderCommand } from './commands/render.js';
 import { publishCommand } from './commands/publish.js';
 import { reportCommand } from './commands/report.js';
 
-// Every command but the service itself: a closed pipe on stdout ends it quietly.
-if (process.argv[2] !== 'append') quietOnClosedPipe();
+// Every command but the services (append, buildlog): a closed pipe on stdout
+// ends it quietly. The services must still close their session; they handle it.
+if (process.argv[2] !== 'append' && process.argv[2] !== 'buildlog') quietOnClosedPipe();
 
 await yargs(hideBin(process.argv))
   .scriptName('logvm')

@@ -78,7 +78,7 @@ export function asList(v: string | string[] | undefined): string[] {
  * quietly with status 0 instead of an EPIPE stack trace. Node ignores
  * SIGPIPE, so the closed pipe arrives as an EPIPE error on the stream; this
  * listener is registered first and ends the process before anything else
- * sees it. Not for `logvm append`: the service must still close its session
+ * sees it. Not for `logvm append` and `logvm buildlog`: a service must still close its session
  * when its caller goes away, and handles that itself.
  */
 export function quietOnClosedPipe(): void {
