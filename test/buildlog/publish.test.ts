@@ -153,6 +153,10 @@ describe('logvm publish refuses', () => {
     const r = await publish(bad, work);
     expect(r.code).toBe(EXIT.CHAIN_HASH_MISMATCH);
     expect(existsSync(join(work, 'build-vm'))).toBe(false);
+    // logvm render checks the bundle before printing anything too.
+    const shown = await logvm(['render', bad]);
+    expect(shown.code).toBe(EXIT.CHAIN_HASH_MISMATCH);
+    expect(shown.stdout.length).toBe(0);
     expect((await gitOk(work, ['log', '--format=%s'])).trim()).toBe('init');
   });
 

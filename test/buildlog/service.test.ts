@@ -429,6 +429,37 @@ describe('sealOnClose and postSealHook', () => {
   });
 });
 
+describe('settings', () => {
+  it('reads sealOnClose and postSealHook from ~/.config/appendlog/logvm.json', async () => {
+    const c = fresh();
+    const seen = join(c.dir, 'hook.args');
+    const postSeal = join(c.dir, 'post-seal');
+    writeFileSync(postSeal, `#!/bin/sh\necho "$2" > '${seen}'\n`, { mode: 0o755 });
+    mkdirSync(join(c.h.home, '.config/appendlog'), { recursive: true });
+    writeFileSync(join(c.h.home, '.config/appendlog/logvm.json'), JSON.stringify({ sealOnClose: `gpg:${fpr}`, postSealHook: postSeal }));
+    const r = await callBuildLog(c.h, '', 'from the config\n', { GNUPGHOME: gpg.home });
+    expect(r.code, r.stderr).toBe(0);
+    const log = (await list(c.h)).find((l) => l.name.startsWith('buildlog.'))!;
+    expect(log.state).toBe('sealed');
+    expect(readFileSync(seen, 'utf8')).toBe(`${VM}/${log.name}\n`);
+  });
+
+  it.each([
+    [{ postSealHook: 'bin/hook' }, 'must be an absolute path'],
+    [{ sealOnClose: 42 }, 'must be a string'],
+    [{ sealOnClose: 'gpg', sealOnCloze: 'x' }, 'unknown setting'],
+  ])('refuses the config %j before storing anything (USAGE, nothing on stdout)', async (config, message) => {
+    const c = fresh();
+    mkdirSync(join(c.h.home, '.config/appendlog'), { recursive: true });
+    writeFileSync(join(c.h.home, '.config/appendlog/logvm.json'), JSON.stringify(config));
+    const r = await callBuildLog(c.h, '', 'x\n');
+    expect(r.code).toBe(EXIT.USAGE);
+    expect(r.stdout.length).toBe(0);
+    expect(r.stderr).toContain(message);
+    expect(existsSync(c.h.db)).toBe(false);
+  });
+});
+
 describe('sealOnClose for qubes.AppendLog', () => {
   it('seals a log when its session ends cleanly; the sender still gets its receipt and exit 0', async () => {
     const c = fresh();
@@ -439,6 +470,27 @@ describe('sealOnClose for qubes.AppendLog', () => {
     const bundle = join(c.h.home, '.local/share/appendlog/bundles', VM, 'release-1');
     const v = await logvm(['verify-chain', bundle, '--key', pub]);
     expect(v.code, v.stderr).toBe(0);
+  });
+
+  it('an unclean session (SIGTERM) leaves the log open and flagged, with a chained seal-skipped event', async () => {
+    const c = fresh();
+    const { spawn } = await import('node:child_process');
+    const { PassThrough } = await import('node:stream');
+    const { baseEnv, collect, qrexecEnv, RPC_SERVICE } = await import('../helpers.js');
+    const child = spawn(RPC_SERVICE, [], { env: baseEnv({ ...qrexecEnv(VM, 'cut-1', c.h.db), HOME: c.h.home, APPENDLOG_SEAL_ON_CLOSE: `gpg:${fpr}`, GNUPGHOME: gpg.home }), stdio: ['pipe', 'pipe', 'pipe'] });
+    const input = new PassThrough();
+    const done = collect(child, { input });
+    input.write('half a build\n');
+    const { waitFor } = await import('../e2e-util.js');
+    await waitFor(async () => (await list(c.h).catch(() => [])).some((l) => l.name === 'cut-1' && l.lines === 1), 'the line committed');
+    child.kill('SIGTERM');
+    const r = await done;
+    expect(r.code).toBe(EXIT.TERMINATED);
+    const log = (await list(c.h)).find((l) => l.name === 'cut-1')!;
+    expect(log.state).toBe('open');
+    expect(log.flag).toMatch(/^not sealed: session closed with reason signal/);
+    const ev = await logvm(['show', `${VM}/logvm-events`], { db: c.h.db });
+    expect(ev.stdout.toString()).toMatch(/seal-skipped for build-vm\/cut-1: session closed with reason signal/);
   });
 
   it('a refusing signer leaves the log open, chained, and the session still exits 0 for logsend', async () => {
