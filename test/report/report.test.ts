@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logvm, run, tempDir } from '../helpers.js';
+import { spawn } from 'node:child_process';
+import { RPC_SERVICE, baseEnv, callService, logvm, qrexecEnv, run, tempDir } from '../helpers.js';
 import { SIGNER_EMAIL } from '../sender/util.js';
 import { EXIT } from '../exit-codes.js';
 import { HAVE_CHROMIUM, NO_CHROMIUM, launch, openReport, type Browser, type Opened } from './browser.js';
@@ -121,6 +122,25 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
     await hit.locator('a').click();
     await page.waitForSelector(`#rows .row.target[data-seq="${seq}"]`);
     expect(await page.textContent(`#rows .row[data-seq="${seq}"]`)).toContain('gpg: BAD signature from "Upstream <u@example.org>"');
+  });
+
+  it('says first that the build exited with a non-zero status', async () => {
+    expect(await opened.page.textContent('#exit-highlight')).toBe(`The build exited with status ${EXIT_STATUS} (claimed by the build VM).`);
+  });
+
+  it('prints: the first screen on paper, the log view replaced by a note', async () => {
+    const { page } = opened;
+    await page.emulateMedia({ media: 'print' });
+    try {
+      expect(await page.locator('#viewport').isVisible()).toBe(false);
+      expect(await page.locator('#search').isVisible()).toBe(false);
+      expect(await page.locator('#verdict').isVisible()).toBe(true);
+      expect(await page.locator('.printnote').isVisible()).toBe(true);
+      const pdf = await page.pdf({ format: 'A4' });
+      expect(pdf.subarray(0, 5).toString('latin1')).toBe('%PDF-');
+    } finally {
+      await page.emulateMedia({ media: 'screen' });
+    }
   });
 
   it('lists the claims: the exit status (non-zero, in red), the inputs and artifacts with size and SHA-256', async () => {
@@ -240,6 +260,41 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
       expect(await o.page.textContent('#verdict-headline')).toBe('VERIFIED: chain intact, not sealed');
       expect(await o.page.textContent('#exit-status')).toBe('0');
       expect(await o.page.getAttribute('#exit-status', 'class')).toBe('exit-ok');
+      await o.page.close();
+    });
+  });
+
+  describe('a log whose sessions were lost and refused', () => {
+    it('marks them on the timeline and in the table, with the gap between sessions, and counts the log VM notice', async () => {
+      const name = 'sessions-1';
+      // Session 1: the service is SIGKILLed after its first lines are committed: the next session records it as lost.
+      const child = spawn(RPC_SERVICE, [], { env: baseEnv(qrexecEnv(VM, name, db)), stdio: ['pipe', 'ignore', 'ignore'] });
+      child.stdin.write('before the crash\n');
+      for (let i = 0; i < 300; i++) {
+        const r = await logvm(['show', `${VM}/${name}`], { db });
+        if (r.stdout.toString().includes('before the crash')) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const died = new Promise((res) => child.on('close', res));
+      child.kill('SIGKILL');
+      await died;
+      await new Promise((res) => setTimeout(res, 1100)); // a visible gap
+      expect((await callService(VM, name, db, { input: 'after the crash\n' })).code).toBe(0);
+      // Session 3: a framed session that breaks the protocol is refused, with a log VM notice.
+      const bad = await callService(VM, `_framed.${name}`, db, { input: Buffer.from('this is not a frame\n') });
+      expect(bad.code).not.toBe(0);
+      const out = join(tmp.dir, 'sessions.html');
+      expect((await logvm(['report', `${VM}/${name}`, '--out', out], { db })).code).toBe(0);
+      const o = await openReport(browser, out);
+      const reasons = await o.page.locator('#timeline rect.session').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-reason')));
+      expect(reasons).toEqual(['lost', 'eof', 'refused']);
+      expect(await o.page.locator('#timeline svg text', { hasText: 'lost' }).count()).toBe(1);
+      expect(await o.page.locator('#timeline svg text', { hasText: 'refused' }).count()).toBe(1);
+      expect(await o.page.locator('#sessions-table tbody tr[data-reason="lost"]').count()).toBe(1);
+      const gap = await o.page.textContent('#sessions-table tbody tr:nth-child(2) td:last-child');
+      expect(gap).toMatch(/^\d+(\.\d)? s$/);
+      expect(await o.page.getAttribute('[data-group="log-vm-notice"]', 'data-count')).toBe('1');
+      expect(o.errors).toEqual([]);
       await o.page.close();
     });
   });

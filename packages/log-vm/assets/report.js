@@ -290,6 +290,11 @@
   {
     const sec = el('section', { id: 'highlights' }, el('h2', null, 'Look here first'));
     const found = data.groups.filter((g) => g.count > 0);
+    const ex = data.claims && data.claims.exit;
+    if (ex && (ex.signal !== null || ex.code !== 0)) {
+      sec.append(el('p', { class: 'exit-bad', id: 'exit-highlight' }, `The build ${ex.signal !== null ? `was killed by ${ex.signal}` : `exited with status ${ex.code}`} (claimed by the build VM).`));
+    }
+    if (data.readError) sec.append(el('p', { class: 'exit-bad' }, `The log could not be read to its end: ${data.readError}`));
     if (found.length === 0) sec.append(el('p', { class: 'quiet' }, 'No line matched any pattern, and nothing was written to stderr.'));
     for (const g of found) {
       const list = el('ol', { class: 'hits' });
@@ -366,13 +371,15 @@
     const t0 = data.firstTime;
     const t1 = Math.max(data.lastTime || t0, t0 + 1);
     const x = (t) => 60 + ((t - t0) / (t1 - t0)) * (W - 80);
+    // A lost session's close is written by the next session; it really ended with its last entry.
+    const endOf = (s) => (s.reason === 'lost' && s.lastSeen !== null ? s.lastSeen : s.closeTime);
     const kind = (r) => (r === 'eof' || r === 'sealed' ? 'eof' : r === 'lost' || r === 'quota' ? 'lost' : r === 'refused' ? 'refused' : r === null ? 'open' : 'error');
     const colour = { eof: '#2da44e', error: '#bf8700', lost: '#cf222e', refused: '#8250df', open: '#54aeff' };
     const chart = svg('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'session timeline' });
     shown.forEach((s, i) => {
       const y = 8 + i * rowH;
       const a = s.openTime !== null ? s.openTime : s.closeTime !== null ? s.closeTime : t0;
-      const b = s.closeTime !== null ? s.closeTime : data.lastTime;
+      const b = endOf(s) !== null ? endOf(s) : data.lastTime;
       const k = kind(s.reason);
       const xa = x(a);
       const wdt = Math.max(3, x(b) - xa);
@@ -381,8 +388,8 @@
       chart.append(svg('text', { x: 4, y: y + rowH - 6 }, `#${s.session}`), rect);
       if (k === 'lost' || k === 'refused') chart.append(svg('text', { x: (xa + wdt + 4).toFixed(1), y: y + rowH - 6 }, s.reason));
       const prev = shown[i - 1];
-      if (prev && prev.closeTime !== null && s.openTime !== null && s.openTime - prev.closeTime > (t1 - t0) / 50) {
-        chart.append(svg('text', { x: ((x(prev.closeTime) + xa) / 2).toFixed(1), y: y - 2, 'text-anchor': 'middle' }, `gap ${dur(s.openTime - prev.closeTime)}`));
+      if (prev && endOf(prev) !== null && s.openTime !== null && s.openTime - endOf(prev) > (t1 - t0) / 50) {
+        chart.append(svg('text', { x: ((x(endOf(prev)) + xa) / 2).toFixed(1), y: y - 2, 'text-anchor': 'middle' }, `gap ${dur(s.openTime - endOf(prev))}`));
       }
     });
     chart.append(svg('text', { x: 60, y: H - 6 }, iso(t0)), svg('text', { x: W - 20, y: H - 6, 'text-anchor': 'end' }, `+${dur(t1 - t0)}`));
@@ -394,14 +401,14 @@
     const body = el('tbody');
     ss.slice(0, 200).forEach((s, i) => {
       const prev = ss[i - 1];
-      const gap = prev && prev.closeTime !== null && s.openTime !== null ? dur(s.openTime - prev.closeTime) : '';
+      const gap = prev && endOf(prev) !== null && s.openTime !== null ? dur(s.openTime - endOf(prev)) : '';
       body.append(
         el(
           'tr',
           { 'data-reason': s.reason || 'open', class: s.reason && s.reason !== 'eof' && s.reason !== 'sealed' ? 'exit-bad' : null },
           el('td', null, el('a', { href: `#L${s.openSeq || s.closeSeq}`, class: 'seq' }, String(s.session))),
           el('td', null, iso(s.openTime)),
-          el('td', null, iso(s.closeTime)),
+          el('td', null, s.reason === 'lost' ? `last entry ${iso(s.lastSeen)}` : iso(s.closeTime)),
           el('td', null, s.reason || 'not closed'),
           el('td', { class: 'num' }, num(s.lines)),
           el('td', null, gap),

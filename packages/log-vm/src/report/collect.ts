@@ -50,6 +50,8 @@ export interface SessionInfo {
   reason: string | null;
   lines: number | null;
   detail: string | null;
+  /** Receive time of the session's last entry before its close: where a `lost` session really ended. */
+  lastSeen: number | null;
 }
 
 export interface RateSeries {
@@ -169,6 +171,7 @@ export class ReportCollector {
     this.latestTime = h.time;
     const line = prefix(e) + displayText(e);
     let hit = false;
+    if (h.kind !== Kind.SESSION_CLOSE && h.session !== 0) this.seen(h.session, h.time);
     if (isLineKind(h.kind)) {
       this.rate(h.time, h.kind === Kind.STDERR);
       if (h.kind === Kind.STDERR) hit = this.add(this.stderrGroup, h.seq, line) || hit;
@@ -199,6 +202,13 @@ export class ReportCollector {
     g.count++;
     if (g.hits.length < this.hitsPerGroup) g.hits.push({ seq, text: line.length > MAX_HIT_CHARS ? `${line.slice(0, MAX_HIT_CHARS)}…` : line });
     return true;
+  }
+
+  private current: SessionInfo | undefined;
+
+  private seen(session: number, time: number): void {
+    if (this.current?.session !== session) this.current = this.sessions.get(session);
+    if (this.current !== undefined) this.current.lastSeen = time;
   }
 
   private rate(time: number, stderr: boolean): void {
@@ -236,13 +246,15 @@ export class ReportCollector {
         if (h.kind === Kind.SESSION_OPEN) this.sessionsOmitted++;
         return;
       }
-      s = { session: h.session, openSeq: null, openTime: null, vm: null, argument: null, mode: null, closeSeq: null, closeTime: null, reason: null, lines: null, detail: null };
+      s = { session: h.session, openSeq: null, openTime: null, vm: null, argument: null, mode: null, closeSeq: null, closeTime: null, reason: null, lines: null, detail: null, lastSeen: null };
       this.sessions.set(h.session, s);
+      this.current = s;
     }
     const str = (x: unknown): string | null => (x === undefined || x === null ? null : escapeForTerminal(Buffer.from(typeof x === 'string' ? x : JSON.stringify(x), 'utf8')).slice(0, 200));
     if (h.kind === Kind.SESSION_OPEN) {
       s.openSeq = h.seq;
       s.openTime = h.time;
+      s.lastSeen = h.time;
       s.vm = str(v.vm);
       s.argument = str(v.argument);
       s.mode = str(v.mode);
