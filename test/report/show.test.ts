@@ -205,6 +205,24 @@ describe('progress on long work', () => {
     expect(r.stderr).toBe('');
   });
 
+  it('on a terminal of 60 columns, draws lines that fit it and clears them at the end', async () => {
+    // A real pseudo-terminal (util-linux script), 60 columns wide; stdout goes to a file.
+    const pdb = join(tmp.dir, 'progress.db');
+    const input = Buffer.from(Array.from({ length: 300_000 }, (_, i) => `progress line ${i}`).join('\n'));
+    expect((await callService(VM, 'progress', pdb, { input })).code).toBe(0);
+    await logvmOk(['seal', `${VM}/progress`, '--signer', signer.spec], { db: pdb, env: signer.env });
+    const out = join(tmp.dir, 'progress-bundle');
+    const cmd = `stty cols 60; "${process.execPath}" "${LOGVM}" export ${VM}/progress --db "${pdb}" --out "${out}" >/dev/null`;
+    const r = await run('script', ['-qec', cmd, '/dev/null'], { env: signer.env });
+    expect(r.code, r.stderr).toBe(0);
+    const tty = r.stdout.toString('utf8');
+    const frames = tty.split('\r').map((f) => f.replace(/\x1b\[K/g, '').replace(/\r?\n$/, '')).filter((f) => f.startsWith('exporting'));
+    expect(frames.length).toBeGreaterThan(0);
+    for (const f of frames) expect(f.length, f).toBeLessThan(60);
+    expect(frames[0]).toMatch(/^exporting \[[#.]+\] \d+% \d+\/300003/);
+    expect(tty.endsWith('\r\x1b[K') || tty.includes('\r\x1b[K')).toBe(true);
+  });
+
   it('fits the terminal width and shows an ETA once it has a rate', () => {
     for (const columns of [20, 40, 60, 80, 120, 300]) {
       for (const done of [0, 1, 4096, 500_000, 999_999]) {
