@@ -101,8 +101,21 @@ const MAX_SESSIONS = 2000;
 const MAX_HIT_CHARS = 400;
 const LT = /</g;
 
+/**
+ * Printable ASCII other than `\` and `<`: escapeForTerminal would return
+ * these bytes unchanged, and there is no `<` to replace (most build lines).
+ */
+function plainAscii(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c < 0x20 || c > 0x7e || c === 0x5c || c === 0x3c) return false;
+  }
+  return true;
+}
+
 /** The one display form of an entry (see above): `show`'s text, with `<` as `\x3c`. */
 export function displayText(e: StoredEntry): string {
+  if (isLineKind(e.header.kind) && plainAscii(e.payload)) return e.payload.toString('latin1');
   const text = isLineKind(e.header.kind) ? escapeForTerminal(e.payload) : describeEvent(e);
   return text.indexOf('<') < 0 ? text : text.replace(LT, '\\x3c');
 }
