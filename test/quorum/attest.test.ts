@@ -35,6 +35,7 @@ describe('when the log has 1,000,000 lines and four artifacts', () => {
     expect(list.find((l) => l.name === 'big')!.lines).toBe(1_000_000);
     const e = await publish(b, 'big', join(tmp.dir, 'big.evidence.json'));
     const size = statSync(e).size;
+    console.log(`[attest] 1,000,000 lines (${input.length} bytes), 4 artifacts: evidence ${size} bytes`);
     expect(size).toBeLessThan(64 * 1024);
     expect(input.length / size, 'the evidence is a tiny fraction of the log').toBeGreaterThan(1000);
     const ev = JSON.parse(readFileSync(e, 'utf8')) as { manifest: string };
