@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { parseLogRef } from '@appendlog/shared';
+import { escapeText, parseLogRef } from '@appendlog/shared';
 import { isoTime, reportError, writeAll } from '../output.js';
 import { openStore, withDb, type DbArgs } from './common.js';
 
@@ -42,7 +42,7 @@ export const attestCommand: CommandModule<object, AttestArgs> = {
       const m = res.manifest;
       await writeAll(
         process.stdout,
-        `attested ${m.vm}/${m.name} (sealed ${isoTime(m.sealed)}, ${m.entries} entries, ${m.claims?.artifacts.length ?? 0} artifact(s)) to ${args.out}: ${res.bytes.length} bytes\n`,
+        `attested ${isBundle ? `bundle ${escapeText(args.source)}` : `store log`} ${m.vm}/${m.name} (sealed ${isoTime(m.sealed)}, ${m.entries} entries, ${m.claims?.artifacts.length ?? 0} artifact(s)) to ${args.out}: ${res.bytes.length} bytes\n`,
       );
     } catch (e) {
       reportError(e, 'logvm attest');
