@@ -84,12 +84,13 @@ $(STAGE)/.deps: $(VENDOR)/.unpacked package.json package-lock.json packages/shar
 	touch $@
 
 # The sources, compiled.
-SOURCES := $(shell find packages/*/src packages/*/bin packages/shared/native -type f -not -path '*/build/*' 2>/dev/null) tsconfig.base.json tsconfig.json $(wildcard scripts/*.mjs)
+SOURCES := $(shell find packages/*/src packages/*/bin packages/*/assets packages/shared/native -type f -not -path '*/build/*' 2>/dev/null) tsconfig.base.json tsconfig.json $(wildcard scripts/*.mjs)
 $(STAGE)/.built: $(STAGE)/.deps $(SOURCES)
-	rm -rf $(STAGE)/scripts $(foreach p,$(PKGS),$(STAGE)/packages/$(p)/src $(STAGE)/packages/$(p)/bin $(STAGE)/packages/$(p)/dist $(STAGE)/packages/$(p)/tsconfig.tsbuildinfo)
+	rm -rf $(STAGE)/scripts $(foreach p,$(PKGS),$(STAGE)/packages/$(p)/src $(STAGE)/packages/$(p)/bin $(STAGE)/packages/$(p)/assets $(STAGE)/packages/$(p)/dist $(STAGE)/packages/$(p)/tsconfig.tsbuildinfo)
 	cp -r tsconfig.base.json tsconfig.json scripts $(STAGE)/
 	for p in $(PKGS); do cp -r packages/$$p/tsconfig.json packages/$$p/src $(STAGE)/packages/$$p/; \
-	  if [ -d packages/$$p/bin ]; then cp -r packages/$$p/bin $(STAGE)/packages/$$p/; fi; done
+	  if [ -d packages/$$p/bin ]; then cp -r packages/$$p/bin $(STAGE)/packages/$$p/; fi; \
+	  if [ -d packages/$$p/assets ]; then cp -r packages/$$p/assets $(STAGE)/packages/$$p/; fi; done
 	rm -rf $(STAGE)/packages/shared/native && cp -r packages/shared/native $(STAGE)/packages/shared/ && rm -rf $(STAGE)/packages/shared/native/build
 	cd $(STAGE) && npm_config_nodedir=$(NODEDIR) npm_config_node_gyp=$(NODE_GYP) $(NODE) scripts/build-native.mjs
 	cd $(STAGE) && $(NODE) node_modules/typescript/bin/tsc -b
