@@ -146,8 +146,8 @@ describe('when an evidence is for another file', () => {
 
 describe('when an evidence manifest was edited after sealing', () => {
   it('refuses that evidence as SIGNATURE_INVALID and counts only the others', async () => {
-    const edited = at('e2-edited.json');
-    // Claim builder 1's artifact hash in builder 2's manifest, keeping it canonical.
+    const edited = at('e3-edited.json');
+    // Claim builder 1's artifact hash in builder 3's (-O0) manifest, keeping it canonical.
     const sha = JSON.parse(JSON.parse(readFileSync(ev.e1!, 'utf8')).manifest).claims.artifacts[0].sha256 as string;
     editEvidence(ev.e3flag!, edited, (m) => m.replace(/"sha256":"[0-9a-f]{64}","size":(\d+)\}\],"command"/, `"sha256":"${sha}","size":$1}],"command"`));
     const { r, out } = await verifyArtifact(artifact, [ev.e1!, edited], keys, 2);
