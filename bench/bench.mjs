@@ -139,26 +139,47 @@ async function main() {
   // Commit latency: lines arriving one by one; when is each visible in the store?
   results.appendlog['commit latency'] = await commitLatency();
 
-  // verify-chain on the store, seal, export, verify-chain on the bundle.
+  // verify-chain on the store, seal, export in every form, verify-chain on each.
   const key = await makeKey();
   const verifyStore = [];
   const seal = [];
-  const exp = [];
-  const verifyBundle = [];
+  // Bundle forms (docs/FORMAT.md 9.6, 9.7): directory (version 2 and 1) and archives.
+  const forms = [
+    { label: 'directory', out: 'bundle', args: '' },
+    { label: '.tar', out: 'bundle.tar', args: '' },
+    { label: '.tar.gz', out: 'bundle.tar.gz', args: '' },
+    { label: '.tar.zst', out: 'bundle.tar.zst', args: '' },
+    { label: 'directory, version 1 (entries.jsonl)', out: 'bundle-v1', args: '--bundle-version 1' },
+  ];
+  const exp = forms.map(() => []);
+  const ver = forms.map(() => []);
+  // The single-file verifier (issue 10), when the build has one.
+  const single = [join(root, 'dist/appendlog-verify.mjs'), join(root, 'packages/verifier/dist/appendlog-verify.mjs')].find((p) => existsSync(p));
+  const verSingle = [];
+  results.sizes = {};
   for (let i = 0; i < RUNS; i++) {
     const env = { APPENDLOG_DB: dbFor(i), L: LOGVM };
     verifyStore.push(sh('node "$L" verify-chain bench/raw >/dev/null', env));
     seal.push(sh(`node "$L" seal bench/raw --signer key-file:${key.priv} >/dev/null`, env));
-    const bundle = join(work, `bundle-${i}`);
-    exp.push(sh(`node "$L" export bench/raw --out "${bundle}" >/dev/null`, env));
-    verifyBundle.push(sh(`node "$L" verify-chain "${bundle}" --key "${key.pub}" >/dev/null`, env));
-    if (i === 0) results.bundleBytes = duBytes(bundle);
-    rmSync(bundle, { recursive: true, force: true });
+    forms.forEach((f, k) => {
+      const out = join(work, `${i}-${f.out}`);
+      exp[k].push(sh(`node "$L" export bench/raw --out "${out}" ${f.args} >/dev/null`, env));
+      ver[k].push(sh(`node "$L" verify-chain "${out}" --key "${key.pub}" >/dev/null`, env));
+      if (k === 0 && single) verSingle.push(sh(`node "${single}" "${out}" --key "${key.pub}" >/dev/null`, env));
+      if (i === 0) results.sizes[f.label] = statSync(out).isDirectory() ? duBytes(out) : statSync(out).size;
+      rmSync(out, { recursive: true, force: true });
+    });
   }
   results.appendlog['verify-chain store'] = { seconds: summary(verifyStore), ...rate(median(verifyStore)) };
-  results.appendlog['verify-chain bundle'] = { seconds: summary(verifyBundle), ...rate(median(verifyBundle)) };
+  forms.forEach((f, k) => {
+    results.appendlog[`verify-chain bundle ${f.label}`] = { seconds: summary(ver[k]), ...rate(median(ver[k])) };
+  });
+  if (verSingle.length) results.appendlog['verify-chain bundle directory, single-file verifier'] = { seconds: summary(verSingle), ...rate(median(verSingle)) };
   results.appendlog['seal (openpgp.js key-file)'] = { seconds: summary(seal) };
-  results.appendlog.export = { seconds: summary(exp), ...rate(median(exp)) };
+  forms.forEach((f, k) => {
+    results.appendlog[`export ${f.label}`] = { seconds: summary(exp[k]), ...rate(median(exp[k])) };
+  });
+  results.bundleBytes = results.sizes.directory;
   results.storeBytes = statSync(dbFor(0)).size;
 
   // One 1 GiB line with no newline (NUL bytes), streamed.
@@ -347,7 +368,8 @@ function report(r) {
   }
   const l = r.appendlog['commit latency'];
   console.log(`  ${'commit latency (line -> committed)'.padEnd(38)} median ${fmt(l.medianMs, 1)} ms, p99 ${fmt(l.p99Ms ?? 0, 1)} ms, max ${fmt(l.maxMs, 1)} ms (${l.committedSeen}/${l.lines} lines seen)`);
-  console.log(`  store ${fmt(r.storeBytes / 1e6, 1)} MB, bundle ${fmt(r.bundleBytes / 1e6, 1)} MB for ${fmt(r.corpus.bytes / 1e6, 1)} MB of log`);
+  console.log(`\nsizes for ${fmt(r.corpus.bytes / 1e6, 1)} MB of log: store ${fmt(r.storeBytes / 1e6, 1)} MB (${fmt(r.storeBytes / r.corpus.bytes, 2)} x)`);
+  for (const [k, v] of Object.entries(r.sizes ?? {})) console.log(`  bundle ${k.padEnd(38)} ${fmt(v / 1e6, 1).padStart(7)} MB = ${fmt(v / r.corpus.bytes, 2)} x the log`);
   if (Object.keys(r.peers).length) {
     console.log('\npeers, same corpus, same run:');
     for (const [k, v] of Object.entries(r.peers)) console.log(`  ${k.padEnd(58)} ${secs(v.seconds).padEnd(28)} ${fmt(v.linesPerSec)} lines/s`);

@@ -56,7 +56,7 @@ beforeAll(async () => {
     const s = await logvm(['seal', `build-vm/${name}`, '--signer', `gpg:${fpr}`], { db, env: gpg.env });
     expect(s.code, s.stderr).toBe(0);
     const out = join(tmp.dir, `bundle-${name}`);
-    const e = await logvm(['export', `build-vm/${name}`, '--out', out], { db });
+    const e = await logvm(['export', `build-vm/${name}`, '--out', out, '--bundle-version', '1'], { db });
     expect(e.code, e.stderr).toBe(0);
     bundles.push(out);
   }

@@ -436,7 +436,7 @@ export async function sealAndExport(db: string, ref: string, key: KeyPair, out: 
   const s = await seal(db, ref, key);
   expectNoCrash(s, 'seal');
   expect(s.code, s.stderr).toBe(0);
-  const e = await logvm(['export', ref, '--out', out], { db });
+  const e = await logvm(['export', ref, '--out', out, '--bundle-version', '1'], { db });
   expectNoCrash(e, 'export');
   expect(e.code, e.stderr).toBe(0);
 }

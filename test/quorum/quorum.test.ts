@@ -257,7 +257,7 @@ describe('logvm attest', () => {
 
   it('accepts a full bundle as evidence, re-checking the chain, and fails it when a line was changed', async () => {
     const bundle = at('bundle1');
-    await logvmOk(['export', 'build-1/hello-1.0', '--out', bundle], { db: b1.db });
+    await logvmOk(['export', 'build-1/hello-1.0', '--out', bundle, '--bundle-version', '1'], { db: b1.db });
     const good = await verifyArtifact(artifact, [bundle, ev.e2!], keys, 2);
     expect(good.r.code).toBe(EXIT.OK);
     expect(good.out!.rows.find((x) => x.fingerprint === b1.key.fingerprint)!.evidences[0]!.kind).toBe('bundle');

@@ -30,7 +30,7 @@ interface Claim {
 async function claimsOf(name: string): Promise<Claim[]> {
   const out = join(tmp.dir, `bundle-${name}`);
   await logvmOk(['seal', `${b.vm}/${name}`, '--signer', `gpg:${b.key.email}`], { db: b.db, env: b.key.gpg.env });
-  await logvmOk(['export', `${b.vm}/${name}`, '--out', out], { db: b.db });
+  await logvmOk(['export', `${b.vm}/${name}`, '--out', out, '--bundle-version', '1'], { db: b.db });
   return readFileSync(join(out, 'entries.jsonl'), 'utf8')
     .split('\n')
     .filter((l) => l !== '')

@@ -53,7 +53,7 @@ beforeAll(async () => {
 
   const sealed = await logvmOk(['seal', REF, '--signer', `gpg:${EMAIL}`, '--json'], { db, env: gpg.env });
   sealJson = JSON.parse(sealed.stdout.toString('utf8')) as typeof sealJson;
-  await logvmOk(['export', REF, '--out', bundle], { db });
+  await logvmOk(['export', REF, '--out', bundle, '--bundle-version', '1'], { db });
 });
 
 afterAll(async () => {

@@ -98,7 +98,7 @@ beforeAll(async () => {
     [dbB, 'other-vm/rel-1', otherBundle],
   ] as const) {
     await logvmOk(['seal', ref, '--signer', 'gpg:alice@example.org'], { db, env: gpg.env });
-    await logvmOk(['export', ref, '--out', out], { db });
+    await logvmOk(['export', ref, '--out', out, '--bundle-version', '1'], { db });
   }
   manifest1 = readManifest(bundle1);
 });

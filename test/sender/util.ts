@@ -256,7 +256,7 @@ export async function verifyJson(args: string[], opts: Parameters<typeof logvm>[
 /** Seals VM/NAME with `signer` and exports it to `out`; returns the bundle's records and manifest. */
 export async function sealAndExport(db: string, ref: string, signer: Signer, out: string): Promise<Bundle> {
   await logvmOk(['seal', ref, '--signer', signer.spec], { db, env: signer.env });
-  await logvmOk(['export', ref, '--out', out], { db });
+  await logvmOk(['export', ref, '--out', out, '--bundle-version', '1'], { db });
   return readBundle(out);
 }
 

@@ -1,94 +1,32 @@
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
-import type { WriteStream } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import {
   AppendlogError,
+  ARCHIVE_NAMES,
   BUNDLE_FILES,
   ChainVerifier,
   MAX_MANIFEST_BYTES,
   MAX_RECORD_CHARS,
   RecordBatch,
+  TAG_BYTES,
+  TaggedRecordSplitter,
   checkManifestAgainstChain,
-  formatRecord,
   parseManifest,
   parseRecordBytes,
   sealHash,
+  ENTRY_HEADER_SIZE,
+  decodeHeader,
   type ChainFacts,
+  type DecodedHeader,
   type SealManifest,
 } from '@appendlog/shared';
 import { MAX_SIGNATURE_FILES, MAX_SIGNATURE_FILE_BYTES, verifyManifestSignatures, type SignatureInput, type SignatureReport, type TrustStore } from '@appendlog/shared/signatures';
-import { blockEntries } from './entries.js';
-import { pushStoredBlock } from './verify-store.js';
-import { BufferedWriter } from './output.js';
+import { openBundleArchive, type Compression } from './archive-io.js';
 import type { Progress } from './verify-store.js';
-import type { Store } from './store.js';
 
-/**
- * Export writes a self-contained bundle directory (docs/FORMAT.md section 9):
- *   manifest.json        the signed seal manifest, exact bytes
- *   signatures/NN.asc    detached armored signatures over manifest.json
- *   entries.jsonl        every entry, one JSON object per line
- *   README.txt           how to check it
- * The chain is re-verified against the manifest while it is written, so a
- * damaged store is never exported as if it were fine. The bundle is written
- * to DIR.partial and renamed to DIR only when complete.
- */
-export async function exportBundle(
-  store: Store,
-  vm: string,
-  name: string,
-  outDir: string,
-  progress?: Progress,
-): Promise<{ manifest: SealManifest; facts: ChainFacts }> {
-  const log = store.requireLog(vm, name);
-  const seal = store.getSeal(log.id);
-  if (seal === undefined) throw new AppendlogError('NOT_SEALED', `log ${vm}/${name} is not sealed; seal it first (logvm seal)`);
-  if (existsSync(outDir) && (!statSync(outDir).isDirectory() || readdirSync(outDir).length > 0)) {
-    throw new AppendlogError('BUNDLE_EXISTS', `${outDir} exists and is not an empty directory`);
-  }
-  const manifest = parseManifest(seal.manifest);
-  const partial = `${outDir}.partial`;
-  rmSync(partial, { recursive: true, force: true });
-  mkdirSync(join(partial, BUNDLE_FILES.signatures), { recursive: true });
-  let stream: WriteStream | undefined;
-  try {
-    writeFileSync(join(partial, BUNDLE_FILES.manifest), seal.manifest);
-    store.signatures(seal.seal_index).forEach((armored, i) => {
-      writeFileSync(join(partial, BUNDLE_FILES.signatures, `${String(i + 1).padStart(2, '0')}.asc`), armored);
-    });
-    const verifier = new ChainVerifier({ vm: log.vm, name: log.name, created: log.created });
-    stream = createWriteStream(join(partial, BUNDLE_FILES.entries));
-    stream.on('error', () => undefined); // reported through the writes and end() below
-    const out = new BufferedWriter(stream, 256 * 1024);
-    for (const block of store.blocks(log.id)) {
-      pushStoredBlock(verifier, block, progress, manifest.entries);
-      for (const e of blockEntries(block)) {
-        const h = e.header;
-        await out.write(formatRecord({ seq: h.seq, time: h.time, session: h.session, kind: h.kind, flags: h.flags, payload: e.payload, hash: e.hash }));
-      }
-    }
-    await out.flush();
-    const ending = stream;
-    await new Promise<void>((resolve, reject) => ending.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the seal manifest' });
-    checkManifestAgainstChain(manifest, facts);
-    writeFileSync(join(partial, 'README.txt'), bundleReadme(manifest));
-    if (existsSync(outDir)) rmSync(outDir, { recursive: true });
-    renameSync(partial, outDir);
-    return { manifest, facts };
-  } catch (e) {
-    // Let the half-written file close before removing it (else its late error is unhandled).
-    if (stream !== undefined && !stream.closed) {
-      stream.destroy();
-      await once(stream, 'close').catch(() => undefined);
-    }
-    rmSync(partial, { recursive: true, force: true });
-    throw e;
-  }
-}
+export { exportBundle } from './bundle-export.js';
 
-function bundleReadme(m: SealManifest): string {
+export function bundleReadme(m: SealManifest): string {
   return `appendlog bundle: log ${m.vm}/${m.name}, ${m.entries} entries, sealed ${new Date(m.sealed).toISOString()}
 head ${m.head}
 
@@ -121,12 +59,14 @@ function readLimited(path: string, max: number, what: string): Buffer {
   return readFileSync(path);
 }
 
-export function readBundleManifest(dir: string): { manifest: SealManifest; bytes: Buffer } {
-  const bytes = readLimited(join(dir, BUNDLE_FILES.manifest), MAX_MANIFEST_BYTES, BUNDLE_FILES.manifest);
-  return { manifest: parseManifest(bytes), bytes };
+/** The manifest of a bundle directory or archive (an archive is read only up to its entries). */
+export async function readBundleManifest(target: string): Promise<{ manifest: SealManifest; bytes: Buffer }> {
+  const bundle = await openBundle(target);
+  bundle.close();
+  return { manifest: parseManifest(bundle.manifestBytes), bytes: bundle.manifestBytes };
 }
 
-export function readBundleSignatures(dir: string): SignatureInput[] {
+export function readDirSignatures(dir: string): SignatureInput[] {
   const sigDir = join(dir, BUNDLE_FILES.signatures);
   if (!existsSync(sigDir)) return [];
   const names = readdirSync(sigDir).filter((n) => n.endsWith('.asc')).sort();
@@ -138,24 +78,109 @@ export function readBundleSignatures(dir: string): SignatureInput[] {
 }
 
 /**
- * Streams entries.jsonl through the chain verifier in constant memory and
- * checks the end against the manifest. A line longer than any valid record
- * is refused (LineSplitter), as is one that is not UTF-8 (parseRecordBytes).
+ * A bundle opened for one pass: the manifest and signatures are read (small,
+ * bounded), the entries are ready to stream. For an archive, `finish` reads
+ * what follows the entries (only the end-of-archive marker may).
  */
+export interface OpenedBundle {
+  form: 'directory' | 'archive';
+  compression: Compression;
+  version: 1 | 2;
+  manifestBytes: Buffer;
+  signatures: SignatureInput[];
+  readme?: Buffer;
+  /** Archive only: the entries member's size. */
+  entriesSize?: number;
+  entries(): AsyncIterable<Buffer>;
+  finish(): Promise<void>;
+  close(): void;
+}
+
+export async function openBundle(target: string): Promise<OpenedBundle> {
+  let st;
+  try {
+    st = statSync(target);
+  } catch (e) {
+    throw new AppendlogError('MALFORMED_BUNDLE', `${target} is not a bundle: ${(e as Error).message}`);
+  }
+  if (st.isDirectory()) return openBundleDir(target);
+  if (st.isFile()) return openBundleArchive(target);
+  throw new AppendlogError('MALFORMED_BUNDLE', `${target} is neither a bundle directory nor a bundle archive`);
+}
+
+function openBundleDir(dir: string): OpenedBundle {
+  const manifestBytes = readLimited(join(dir, BUNDLE_FILES.manifest), MAX_MANIFEST_BYTES, BUNDLE_FILES.manifest);
+  const signatures = readDirSignatures(dir);
+  const v1 = join(dir, ARCHIVE_NAMES.entriesV1);
+  const v2 = join(dir, ARCHIVE_NAMES.entriesV2);
+  const has1 = existsSync(v1);
+  const has2 = existsSync(v2);
+  if (has1 && has2) throw new AppendlogError('MALFORMED_BUNDLE', `both ${ARCHIVE_NAMES.entriesV1} and ${ARCHIVE_NAMES.entriesV2}: a bundle has one`);
+  if (!has1 && !has2) throw new AppendlogError('MALFORMED_BUNDLE', `${ARCHIVE_NAMES.entriesV2} (or ${ARCHIVE_NAMES.entriesV1}) is missing`);
+  const path = has2 ? v2 : v1;
+  // A FIFO or device would never end (or never start): only a regular file is read.
+  if (!statSync(path).isFile()) throw new AppendlogError('MALFORMED_BUNDLE', `${has2 ? ARCHIVE_NAMES.entriesV2 : ARCHIVE_NAMES.entriesV1} is not a regular file`);
+  let input: ReadStream | undefined;
+  return {
+    form: 'directory',
+    compression: 'none',
+    version: has2 ? 2 : 1,
+    manifestBytes,
+    signatures,
+    entries: () => (input = createReadStream(path, { highWaterMark: 1 << 20 })) as AsyncIterable<Buffer>,
+    finish: async () => undefined,
+    close: () => input?.destroy(),
+  };
+}
+
+/** A receipt's checkpoint: the hash of entry `seq` must be `head`. */
 export interface Checkpoint {
   seq: number;
   head: Buffer;
   label: string;
 }
 
-export async function verifyBundleEntries(dir: string, manifest: SealManifest, progress?: Progress, checkpoints?: Checkpoint[]): Promise<ChainFacts> {
-  const path = join(dir, BUNDLE_FILES.entries);
-  if (!existsSync(path)) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is missing`);
-  // A FIFO or device would never end (or never start): only a regular file is read.
-  if (!statSync(path).isFile()) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} is not a regular file`);
+/**
+ * Streams a bundle's entries (version 1 `entries.jsonl` or version 2
+ * `entries.bin`, from a directory or an archive) through the chain verifier
+ * in constant memory, then checks the end against the manifest.
+ */
+export async function verifyBundleEntries(bundle: OpenedBundle, manifest: SealManifest, progress?: Progress, checkpoints?: Checkpoint[]): Promise<ChainFacts> {
   const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
   if (checkpoints !== undefined) verifier.expectHeads(checkpoints);
-  const input = createReadStream(path, { highWaterMark: 1 << 20 });
+  if (bundle.version === 2) await pushTaggedEntries(verifier, bundle.entries(), manifest, progress);
+  else await pushJsonEntries(verifier, bundle.entries(), manifest, progress);
+  await bundle.finish();
+  const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the signed manifest' });
+  checkManifestAgainstChain(manifest, facts);
+  return facts;
+}
+
+/**
+ * Version 2: runs of whole records go to the verifier as they arrive; each
+ * run is checked here and hashed in the background while the next is read
+ * (ChainVerifier.pushTaggedAsync), so reading, checking and hashing use both
+ * cores and the first bad seq is still the one reported.
+ */
+async function pushTaggedEntries(verifier: ChainVerifier, input: AsyncIterable<Buffer>, manifest: SealManifest, progress?: Progress): Promise<void> {
+  const runs: Buffer[] = [];
+  const splitter = new TaggedRecordSplitter((records) => runs.push(records));
+  let chunks = 0;
+  try {
+    for await (const chunk of input) {
+      splitter.push(chunk);
+      for (const r of runs.splice(0)) await verifier.pushTaggedAsync(r, TAG_BYTES);
+      if ((++chunks & 15) === 0) progress?.(verifier.entries, manifest.entries);
+    }
+    await verifier.settle();
+  } catch (e) {
+    await verifier.settle().catch(() => undefined);
+    throw e;
+  }
+  splitter.end(verifier.entries + 1);
+}
+
+async function pushJsonEntries(verifier: ChainVerifier, input: AsyncIterable<Buffer>, manifest: SealManifest, progress?: Progress): Promise<void> {
   const lines = new LineSplitter(MAX_RECORD_CHARS);
   const batch = new RecordBatch();
   const flush = (): void => {
@@ -182,7 +207,7 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
   };
   try {
     try {
-      for await (const chunk of input as AsyncIterable<Buffer>) lines.push(chunk, onLine);
+      for await (const chunk of input) lines.push(chunk, onLine);
       lines.end(onLine);
     } catch (e) {
       flush(); // records before an over-long or non-UTF-8 line are checked first
@@ -192,38 +217,38 @@ export async function verifyBundleEntries(dir: string, manifest: SealManifest, p
   } catch (e) {
     if (e instanceof AppendlogError) throw e;
     throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: ${(e as Error).message}`);
-  } finally {
-    input.destroy();
   }
-  const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the signed manifest' });
-  checkManifestAgainstChain(manifest, facts);
-  return facts;
 }
 
 /**
  * The whole bundle check, trust first: manifest shape, then signatures by at
  * least `threshold` distinct trusted keys, then every entry against the
  * (now authenticated) manifest, then optionally the link to the previous seal.
+ * `target` is a bundle directory or a bundle archive (9.6), read in one pass.
  */
 export async function verifyBundle(
-  dir: string,
+  target: string,
   trust: TrustStore,
   threshold: number,
   opts: { progress?: Progress; previous?: string; checkpoints?: Checkpoint[]; now?: number } = {},
 ): Promise<BundleVerification> {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AppendlogError('MALFORMED_BUNDLE', `${dir} is not a bundle directory`);
-  const { manifest, bytes } = readBundleManifest(dir);
-  const signatures = await verifyManifestSignatures({
-    manifest: bytes,
-    sealed: manifest.sealed,
-    signatures: readBundleSignatures(dir),
-    trust,
-    threshold,
-    now: opts.now ?? Date.now(),
-  });
-  const facts = await verifyBundleEntries(dir, manifest, opts.progress, opts.checkpoints);
-  if (opts.previous !== undefined) checkSealLink(readBundleManifest(opts.previous).bytes, manifest);
-  return { manifest, manifestBytes: bytes, facts, signatures };
+  const bundle = await openBundle(target);
+  try {
+    const manifest = parseManifest(bundle.manifestBytes);
+    const signatures = await verifyManifestSignatures({
+      manifest: bundle.manifestBytes,
+      sealed: manifest.sealed,
+      signatures: bundle.signatures,
+      trust,
+      threshold,
+      now: opts.now ?? Date.now(),
+    });
+    const facts = await verifyBundleEntries(bundle, manifest, opts.progress, opts.checkpoints);
+    if (opts.previous !== undefined) checkSealLink((await readBundleManifest(opts.previous)).bytes, manifest);
+    return { manifest, manifestBytes: bundle.manifestBytes, facts, signatures };
+  } finally {
+    bundle.close();
+  }
 }
 
 /** Checks that `manifest` is the seal made right after the one whose bytes are `previousBytes`. */
@@ -281,4 +306,72 @@ export class LineSplitter {
     this.parts = [];
     this.size = 0;
   }
+}
+
+/** One entry of a bundle, after its batch verified. */
+export interface BundleEntry {
+  header: DecodedHeader;
+  encoded: Buffer;
+  payload: Buffer;
+  hash: Buffer;
+}
+
+/**
+ * The entries of an opened bundle in seq order, in verified batches: each
+ * batch is yielded only once the chain up to its end has checked, and the
+ * end is checked against the manifest (not the signatures: `show` has no
+ * keys; verify-chain checks them).
+ */
+export async function* verifiedBundleEntries(bundle: OpenedBundle, manifest: SealManifest): AsyncGenerator<BundleEntry[]> {
+  const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
+  const none = Buffer.alloc(0);
+  const split = (data: Buffer, tail: number): BundleEntry[] => {
+    const out: BundleEntry[] = [];
+    for (let off = 0; off < data.length; ) {
+      const header = decodeHeader(data, off)!;
+      const end = off + ENTRY_HEADER_SIZE + header.length;
+      out.push({ header, encoded: data.subarray(off, end), payload: data.subarray(off + ENTRY_HEADER_SIZE, end), hash: none });
+      off = end + tail;
+    }
+    return out;
+  };
+  const ready: BundleEntry[][] = [];
+  if (bundle.version === 2) {
+    const splitter = new TaggedRecordSplitter((records) => {
+      verifier.pushTagged(records, TAG_BYTES);
+      ready.push(split(Buffer.from(records), TAG_BYTES));
+    });
+    for await (const chunk of bundle.entries()) {
+      splitter.push(chunk);
+      yield* ready.splice(0);
+    }
+    splitter.end(verifier.entries + 1);
+  } else {
+    const lines = new LineSplitter(MAX_RECORD_CHARS);
+    const batch = new RecordBatch();
+    const flush = (): void => {
+      if (batch.count === 0) return;
+      const data = Buffer.from(batch.data.subarray(0, batch.used));
+      const hashes = batch.hashes.subarray(0, batch.count * 32);
+      batch.clear();
+      verifier.pushBlock(data, hashes);
+      ready.push(split(data, 0));
+    };
+    let n = 0;
+    const onLine = (line: Buffer): void => {
+      n++;
+      if (line.length === 0) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
+      parseRecordBytes(line, n, batch);
+      if (batch.full) flush();
+    };
+    for await (const chunk of bundle.entries()) {
+      lines.push(chunk, onLine);
+      yield* ready.splice(0);
+    }
+    lines.end(onLine);
+    flush();
+  }
+  yield* ready.splice(0);
+  await bundle.finish();
+  checkManifestAgainstChain(manifest, verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the manifest' }));
 }

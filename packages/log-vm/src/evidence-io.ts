@@ -12,7 +12,8 @@ import {
   type SealManifest,
 } from '@appendlog/shared';
 import { evaluateSignatures, requireThreshold, type SignatureInput, type TrustStore } from '@appendlog/shared/signatures';
-import { readBundleManifest, readBundleSignatures, verifyBundleEntries } from './bundle-io.js';
+import { openBundle, verifyBundleEntries, type OpenedBundle } from './bundle-io.js';
+import { looksLikeArchive } from './archive-io.js';
 import { verifyStoredLog } from './verify-store.js';
 import type { Store } from './store.js';
 
@@ -32,12 +33,20 @@ export async function attestStoredLog(store: Store, vm: string, name: string): P
   return { bytes: evidenceBytes(seal.manifest, signatures), manifest: parseManifest(seal.manifest) };
 }
 
-/** The same from a bundle directory: its entries are checked against its manifest first. */
+/** The same from a bundle directory or archive (read in place): its entries are checked against its manifest first. */
 export async function attestBundle(dir: string): Promise<{ bytes: Buffer; manifest: SealManifest }> {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new AppendlogError('MALFORMED_BUNDLE', `${dir} is not a bundle directory`);
-  const { manifest, bytes } = readBundleManifest(dir);
-  await verifyBundleEntries(dir, manifest);
-  const signatures = readBundleSignatures(dir);
+  const bundle = await openBundle(dir);
+  let manifest: SealManifest;
+  let bytes: Buffer;
+  let signatures: SignatureInput[];
+  try {
+    bytes = bundle.manifestBytes;
+    manifest = parseManifest(bytes);
+    await verifyBundleEntries(bundle, manifest);
+    signatures = bundle.signatures;
+  } finally {
+    bundle.close();
+  }
   if (signatures.length === 0) throw new AppendlogError('SIGNATURE_MISSING', `${dir} has no signature`);
   const armored = signatures.map((s) => {
     const text = Buffer.from(s.bytes).toString('utf8');
@@ -109,17 +118,18 @@ export async function sealedBy(manifestBytes: Uint8Array, manifest: SealManifest
  * the output rather than hiding the others.
  */
 export async function loadCheckedEvidence(path: string, trust: TrustStore): Promise<CheckedEvidence & { manifestBytes?: Buffer }> {
-  const isDir = existsSync(path) && statSync(path).isDirectory();
+  const isDir = existsSync(path) && (statSync(path).isDirectory() || looksLikeArchive(path));
   const kind = isDir ? 'bundle' : 'evidence';
+  let bundle: OpenedBundle | undefined;
   let manifest: SealManifest | undefined;
   try {
     let manifestBytes: Buffer;
     let signatures: SignatureInput[];
     if (isDir) {
-      const m = readBundleManifest(path);
-      manifest = m.manifest;
-      manifestBytes = m.bytes;
-      signatures = readBundleSignatures(path);
+      bundle = await openBundle(path);
+      manifestBytes = bundle.manifestBytes;
+      manifest = parseManifest(manifestBytes);
+      signatures = bundle.signatures;
     } else {
       const ev = readEvidenceFile(path);
       manifest = ev.manifest;
@@ -130,10 +140,12 @@ export async function loadCheckedEvidence(path: string, trust: TrustStore): Prom
     const by = await sealedBy(manifestBytes, manifest, signatures, trust);
     if (by.error !== undefined) return { source: path, kind, manifest, signers: [], ignored: by.ignored, error: by.error };
     // Trust first: entries are read only once a builder vouches for the manifest.
-    if (isDir) await verifyBundleEntries(path, manifest);
+    if (bundle !== undefined) await verifyBundleEntries(bundle, manifest);
     return { source: path, kind, manifest, manifestBytes, signers: by.signers, ignored: by.ignored };
   } catch (e) {
     const err = isAppendlogError(e) ? e : new AppendlogError('INTERNAL', String((e as Error)?.stack ?? e));
     return { source: path, kind, manifest, signers: [], ignored: [], error: { code: err.code, message: err.message } };
+  } finally {
+    bundle?.close();
   }
 }

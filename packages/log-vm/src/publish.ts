@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { copyFileSync, createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AppendlogError, BUILDLOG_XZ_THRESHOLD, BUNDLE_FILES, sealHash, type SealManifest } from '@appendlog/shared';
-import { readBundleManifest, verifyBundleEntries } from './bundle-io.js';
+import { AppendlogError, BUILDLOG_XZ_THRESHOLD, BUNDLE_FILES, parseManifest, sealHash, type SealManifest } from '@appendlog/shared';
+import { openBundle, verifyBundleEntries } from './bundle-io.js';
 import { BufferedWriter } from './output.js';
 import { renderBundle } from './render-io.js';
 
@@ -63,8 +63,17 @@ export async function publishBundle(o: PublishOptions): Promise<PublishResult> {
   if (o.signingKey !== undefined && !KEY_RE.test(o.signingKey)) throw new AppendlogError('USAGE', 'the signing key is not a key ID, fingerprint or user ID');
   if (o.push !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$/.test(o.push)) throw new AppendlogError('USAGE', `--push ${JSON.stringify(o.push).slice(0, 80)} is not a remote name`);
   // The bundle first: never publish a chain that does not match its manifest.
-  const { manifest } = readBundleManifest(o.bundle);
-  await verifyBundleEntries(o.bundle, manifest);
+  const opened = await openBundle(o.bundle);
+  let manifest: SealManifest;
+  try {
+    // A git work tree holds the directory form (its files diff and blame there).
+    if (opened.form !== 'directory') throw new AppendlogError('USAGE', `${o.bundle} is a bundle archive; publish takes a bundle directory (tar xf it first)`);
+    manifest = parseManifest(opened.manifestBytes);
+    await verifyBundleEntries(opened, manifest);
+  } finally {
+    opened.close();
+  }
+  const entriesFile = opened.version === 2 ? 'entries.bin' : BUNDLE_FILES.entries;
   const sigDir = join(o.bundle, BUNDLE_FILES.signatures);
   const sigs = existsSync(sigDir) ? readdirSync(sigDir).filter((f) => /^[0-9A-Za-z._-]+\.asc$/.test(f)).sort() : [];
   if (sigs.length === 0) throw new AppendlogError('SIGNATURE_MISSING', `${o.bundle} has no signatures/*.asc: only sealed, signed bundles are published`);
@@ -88,7 +97,7 @@ export async function publishBundle(o: PublishOptions): Promise<PublishResult> {
 
   mkdirSync(join(dir, BUNDLE_FILES.signatures), { recursive: true });
   try {
-    for (const f of [BUNDLE_FILES.manifest, BUNDLE_FILES.entries, 'README.txt']) {
+    for (const f of [BUNDLE_FILES.manifest, entriesFile, 'README.txt']) {
       if (existsSync(join(o.bundle, f))) copyFileSync(join(o.bundle, f), join(dir, f));
     }
     for (const s of sigs) copyFileSync(join(sigDir, s), join(dir, BUNDLE_FILES.signatures, s));
@@ -118,7 +127,7 @@ export async function publishBundle(o: PublishOptions): Promise<PublishResult> {
     `log: ${rel}`,
     `head: ${manifest.head}`,
     `entries: ${manifest.entries}, lines: ${manifest.lines}, sessions: ${manifest.sessions}`,
-    `seal: #${manifest.sealIndex} at ${sealed}, seal hash ${sealHash(readBundleManifest(o.bundle).bytes).toString('hex')}`,
+    `seal: #${manifest.sealIndex} at ${sealed}, seal hash ${sealHash(opened.manifestBytes).toString('hex')}`,
     `previous seal: ${manifest.prevSeal ?? 'none'}`,
     `signatures: ${sigs.length}`,
     '',

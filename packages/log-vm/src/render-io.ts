@@ -1,16 +1,5 @@
-import { createReadStream, existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import {
-  BUNDLE_FILES,
-  ChainRenderer,
-  ENTRY_HEADER_SIZE,
-  MAX_RECORD_CHARS,
-  RecordBatch,
-  decodeHeader,
-  parseRecordBytes,
-  type RenderFormat,
-} from '@appendlog/shared';
-import { LineSplitter } from './bundle-io.js';
+import { ChainRenderer, parseManifest, type RenderFormat } from '@appendlog/shared';
+import { openBundle, verifiedBundleEntries } from './bundle-io.js';
 import { storedEntries } from './entries.js';
 import type { BufferedWriter } from './output.js';
 import type { LogRow, Store } from './store.js';
@@ -30,41 +19,25 @@ export async function renderStoredLog(store: Store, log: LogRow, format: RenderF
   await out.flush();
 }
 
-/** Renders a bundle's entries.jsonl; the caller has verified the bundle first. */
-export async function renderBundle(dir: string, vm: string, format: RenderFormat, out: BufferedWriter): Promise<void> {
-  const path = join(dir, BUNDLE_FILES.entries);
-  if (!existsSync(path) || !statSync(path).isFile()) throw new Error(`${path} is not a regular file`);
-  const r = new ChainRenderer(format, vm);
-  const lines = new LineSplitter(MAX_RECORD_CHARS);
-  const batch = new RecordBatch();
-  const pending: Buffer[] = [];
-  const drain = (): void => {
-    const data = batch.data.subarray(0, batch.used);
-    let off = 0;
-    while (off < data.length) {
-      const h = decodeHeader(data, off)!;
-      const payload = data.subarray(off + ENTRY_HEADER_SIZE, off + ENTRY_HEADER_SIZE + h.length);
-      // Copied: the batch buffer is reused for the next records.
-      for (const b of r.push({ time: h.time, session: h.session, kind: h.kind, flags: h.flags, payload })) pending.push(Buffer.from(b));
-      off += ENTRY_HEADER_SIZE + h.length;
-    }
-    batch.clear();
-  };
-  let n = 0;
-  const input = createReadStream(path, { highWaterMark: 1 << 20 });
+/**
+ * Renders a bundle (directory or archive, version 1 or 2, read in place).
+ * The caller has verified it first; the chain is checked again as it is
+ * rendered (verifiedBundleEntries), so what is rendered is what verified.
+ */
+export async function renderBundle(target: string, vm: string, format: RenderFormat, out: BufferedWriter): Promise<void> {
+  const bundle = await openBundle(target);
   try {
-    for await (const chunk of input as AsyncIterable<Buffer>) {
-      lines.push(chunk, (line) => {
-        parseRecordBytes(line, ++n, batch);
-        if (batch.full) drain();
-      });
-      for (const b of pending.splice(0)) await out.write(b);
+    const r = new ChainRenderer(format, vm);
+    const manifest = parseManifest(bundle.manifestBytes);
+    for await (const batch of verifiedBundleEntries(bundle, manifest)) {
+      for (const e of batch) {
+        const h = e.header;
+        for (const b of r.push({ time: h.time, session: h.session, kind: h.kind, flags: h.flags, payload: e.payload })) await out.write(Buffer.from(b));
+      }
     }
-    lines.end((line) => parseRecordBytes(line, ++n, batch));
-    drain();
-    for (const b of [...pending.splice(0), ...r.end()]) await out.write(b);
+    for (const b of r.end()) await out.write(b);
     await out.flush();
   } finally {
-    input.destroy();
+    bundle.close();
   }
 }

@@ -515,6 +515,19 @@ export class Store {
     yield* stmt.iterate(logId, start?.first_seq ?? 1) as Iterable<BlockRow>;
   }
 
+  /**
+   * Bytes of entry encodings and number of entries in a log's block rows.
+   * SQLite reads a blob's length from its record header, not its pages, so
+   * this costs no pass over the data: export sizes its archive member with it.
+   */
+  blockTotals(logId: number): { bytes: number; count: number } {
+    const r = this.db.prepare('SELECT coalesce(sum(length(data)), 0) AS bytes, coalesce(sum(count), 0) AS count FROM blocks WHERE log_id = ?').get(logId) as {
+      bytes: number;
+      count: number;
+    };
+    return { bytes: Number(r.bytes), count: Number(r.count) };
+  }
+
   getSeal(logId: number): SealRow | undefined {
     return this.db.prepare('SELECT * FROM seals WHERE log_id = ?').get(logId) as SealRow | undefined;
   }

@@ -2,6 +2,7 @@ import { AppendlogError } from './errors.js';
 import { ENTRY_HEADER_SIZE, HASH_SIZE, KIND_NAMES, MAX_PAYLOAD } from './constants.js';
 import { isUtf8 } from 'node:buffer';
 import { writeHeader } from './encoding.js';
+import { interleaveTags } from './chain.js';
 
 /**
  * Bundle entry records (docs/FORMAT.md section 9): one JSON object per line
@@ -241,3 +242,93 @@ function hexInto(b: Buffer, at: number, out: Buffer, off: number): boolean {
 }
 
 
+
+/**
+ * Bundle version 2 entries (docs/FORMAT.md section 9.7): `entries.bin`, the
+ * entries' canonical encodings (3.1) in seq order, each followed by a check
+ * tag, the first TAG_BYTES bytes of its hash Hn. The verifier recomputes
+ * every hash anyway; the tag only tells it which seq changed.
+ */
+export const TAG_BYTES = 8;
+
+/**
+ * Version 2 records for a run of entries laid end to end (a store block)
+ * with their 32-byte hashes: each encoding followed by its tag.
+ */
+export function tagRecords(data: Uint8Array, hashes: Uint8Array, count: number, out?: Buffer): Buffer {
+  const size = data.length + count * TAG_BYTES;
+  const dst = out !== undefined && out.length >= size ? out : Buffer.allocUnsafe(size);
+  const n = interleaveTags(data, hashes, count, TAG_BYTES, dst);
+  if (n !== size) throw new RangeError('tagRecords: data does not hold the entries');
+  return dst.subarray(0, size);
+}
+
+/**
+ * Cuts a stream of version 2 records into runs of whole records, in
+ * constant memory (one record of at most MAX_PAYLOAD is the most it holds),
+ * whatever the chunk boundaries. `sink` gets each run; a record whose header
+ * declares a payload over MAX_PAYLOAD is handed on as it is, for the
+ * verifier to refuse (BAD_ENTRY at its seq).
+ */
+export class TaggedRecordSplitter {
+  private parts: Buffer[] = [];
+  private size = 0;
+  private need = -1;
+
+  constructor(private readonly sink: (records: Buffer) => void) {}
+
+  private static recordSize(header: Buffer, at: number): number {
+    const length = header.readUInt32BE(at + 22);
+    return length > MAX_PAYLOAD ? -2 : ENTRY_HEADER_SIZE + length + TAG_BYTES;
+  }
+
+  push(chunk: Buffer): void {
+    let pos = 0;
+    if (this.size > 0) {
+      if (this.need === -1 && this.size + chunk.length >= ENTRY_HEADER_SIZE) {
+        const head = Buffer.concat([...this.parts, chunk.subarray(0, ENTRY_HEADER_SIZE)]);
+        this.need = TaggedRecordSplitter.recordSize(head, 0);
+        if (this.need === -2) {
+          this.parts = [];
+          this.size = 0;
+          this.sink(head); // refused there
+          return;
+        }
+      }
+      if (this.need === -1 || this.size + chunk.length < this.need) {
+        this.parts.push(chunk);
+        this.size += chunk.length;
+        return;
+      }
+      pos = this.need - this.size;
+      const record = Buffer.concat([...this.parts, chunk.subarray(0, pos)]);
+      this.parts = [];
+      this.size = 0;
+      this.need = -1;
+      this.sink(record);
+    }
+    const start = pos;
+    while (pos + ENTRY_HEADER_SIZE <= chunk.length) {
+      const n = TaggedRecordSplitter.recordSize(chunk, pos);
+      if (n === -2) {
+        this.sink(chunk.subarray(start, pos + ENTRY_HEADER_SIZE)); // refused there
+        return;
+      }
+      if (pos + n > chunk.length) break;
+      pos += n;
+    }
+    if (pos > start) this.sink(chunk.subarray(start, pos));
+    if (pos < chunk.length) {
+      this.parts.push(chunk.subarray(pos));
+      this.size = chunk.length - pos;
+      this.need = this.size >= ENTRY_HEADER_SIZE ? TaggedRecordSplitter.recordSize(chunk, pos) : -1;
+    }
+  }
+
+  /** The end of the stream: a partial record left over is refused. */
+  end(seq: number): void {
+    if (this.size > 0) {
+      throw new AppendlogError('MALFORMED_BUNDLE', `entries.bin ends inside the record of seq ${seq} (${this.size} bytes of it)`, { seq });
+    }
+  }
+}

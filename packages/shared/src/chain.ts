@@ -86,6 +86,10 @@ export class ChainHasher {
  */
 interface NativeChain {
   chain(prefix: Uint8Array, head: Uint8Array, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, compare: boolean): number;
+  /** Absent from an addon built before it existed: then node:crypto does it. */
+  chainTail?(prefix: Uint8Array, head: Uint8Array, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, compare: boolean, tail: number): number;
+  interleave?(data: Uint8Array, hashes: Uint8Array, count: number, tail: number, out: Uint8Array): number;
+  chainTailAsync?(prefix: Uint8Array, head: Uint8Array, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, tail: number): Promise<number>;
 }
 
 function loadNative(): NativeChain | null {
@@ -139,4 +143,78 @@ export function chainEntries(
   }
   head.set(fallback.head());
   return -1;
+}
+
+/**
+ * Chains records that each end in a `tail`-byte check tag that is not
+ * hashed (version 2 bundle records, docs/FORMAT.md section 9.7): record i is
+ * data[offsets[i], offsets[i + 1]), its entry encoding all but the last
+ * `tail` bytes. Every hash is written to `out`; with `compare`, returns the
+ * index of the first record whose tag is not the first `tail` bytes of its
+ * hash (the head then stands at that record), else -1.
+ */
+export function chainTagged(head: Buffer, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, tail: number, compare: boolean): number {
+  if (head.length !== HASH_SIZE || offsets.length < count + 1 || out.length < count * HASH_SIZE || tail < 1 || tail > HASH_SIZE) {
+    throw new RangeError('chainTagged: bad buffer sizes');
+  }
+  if (native?.chainTail !== undefined) return native.chainTail(ENTRY_PREFIX, head, data, offsets, count, out, compare, tail);
+  fallback.reset(head);
+  for (let i = 0; i < count; i++) {
+    const end = offsets[i + 1]! - tail;
+    const h = fallback.push(data.subarray(offsets[i]!, end));
+    out.set(h, i * HASH_SIZE);
+    if (compare && Buffer.compare(h.subarray(0, tail), data.subarray(end, end + tail)) !== 0) {
+      h.copy(head);
+      return i;
+    }
+  }
+  head.set(fallback.head());
+  return -1;
+}
+
+/**
+ * Writes each of the `count` entry encodings laid end to end in `data`
+ * followed by the first `tail` bytes of its hash (32 bytes each in
+ * `hashes`) into `out`: version 2 bundle records (docs/FORMAT.md 9.7).
+ * Returns the bytes written, or -1 if `data` does not hold exactly `count`
+ * whole entries. The addon does it in one call (a JS loop costs two buffer
+ * copies per entry, each mostly call overhead).
+ */
+export function interleaveTags(data: Uint8Array, hashes: Uint8Array, count: number, tail: number, out: Uint8Array): number {
+  if (hashes.length < count * HASH_SIZE || tail < 0 || tail > HASH_SIZE) throw new RangeError('interleaveTags: bad buffer sizes');
+  if (native?.interleave !== undefined) return native.interleave(data, hashes, count, tail, out);
+  const src = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const h = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength);
+  const dst = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  let off = 0;
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    if (src.length - off < 26) return -1;
+    const len = 26 + src.readUInt32BE(off + 22);
+    if (src.length - off < len || dst.length - pos < len + tail) return -1;
+    pos += src.copy(dst, pos, off, off + len);
+    pos += h.copy(dst, pos, i * HASH_SIZE, i * HASH_SIZE + tail);
+    off += len;
+  }
+  return off === src.length ? pos : -1;
+}
+
+/**
+ * chainTagged with `compare`, off the JS thread where the addon can (a libuv
+ * worker: the caller goes on reading and checking the next records, so the
+ * two cores share the work); otherwise the same computation, synchronously.
+ * `head`, `data`, `offsets` and `out` must not be touched until it settles.
+ */
+export function chainTaggedAsync(head: Buffer, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, tail: number): Promise<number> {
+  if (native?.chainTailAsync === undefined || count === 0) {
+    try {
+      return Promise.resolve(chainTagged(head, data, offsets, count, out, tail, true));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  if (head.length !== HASH_SIZE || offsets.length < count + 1 || out.length < count * HASH_SIZE || tail < 1 || tail > HASH_SIZE) {
+    return Promise.reject(new RangeError('chainTaggedAsync: bad buffer sizes'));
+  }
+  return native.chainTailAsync(ENTRY_PREFIX, head, data, offsets, count, out, tail);
 }

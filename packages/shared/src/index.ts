@@ -18,3 +18,4 @@ export * from './evidence.js';
 export * from './quorum.js';
 export * from './buildlog.js';
 export * from './version.js';
+export * from './archive.js';

@@ -1,7 +1,7 @@
 import { AppendlogError } from './errors.js';
 import { ENTRY_HEADER_SIZE, Flag, HASH_SIZE, KIND_NAMES, Kind, isLineKind } from './constants.js';
 import { decodeHeader, type DecodedHeader, type LogIdentity } from './encoding.js';
-import { chainEntries, genesisHash } from './chain.js';
+import { chainEntries, chainTagged, chainTaggedAsync, genesisHash } from './chain.js';
 import { ClaimsCollector, parseClaim } from './claims.js';
 import type { ClaimsSummary } from './manifest.js';
 
@@ -169,6 +169,174 @@ export class ChainVerifier {
   }
 
   /**
+   * Checks a run of version 2 bundle records (docs/FORMAT.md section 9.7)
+   * laid end to end in `data`: each is an entry encoding followed by a
+   * `tail`-byte check tag, the first bytes of the entry's hash. Same rules
+   * and errors as `pushBlock`; a tag that differs from the recomputed hash
+   * names its seq (CHAIN_HASH_MISMATCH). The records are hashed where they
+   * lie. Returns the number of records checked.
+   */
+  pushTagged(data: Uint8Array, tail: number): number {
+    const { n, failure, badEntry } = this.checkTagged(data, tail);
+    if (failure !== undefined) this.failTagged(data, tail, n, failure, badEntry);
+    if (n > 0) this.chainTaggedRun(data, n, tail);
+    return n;
+  }
+
+  /** The E1–E7 checks of pushTagged, recording each record's span in this.offsets. */
+  private checkTagged(data: Uint8Array, tail: number): { n: number; failure: unknown; badEntry: { start: number; end: number } | undefined } {
+    let off = 0;
+    let n = 0;
+    let failure: unknown;
+    let badEntry: { start: number; end: number } | undefined;
+    while (off < data.length) {
+      if (n + 1 >= this.offsets.length) this.grow();
+      try {
+        let h: DecodedHeader | undefined;
+        try {
+          h = decodeHeader(data, off);
+        } catch (e) {
+          throw new AppendlogError('BAD_ENTRY', `entry after seq ${this.next - 1}: ${(e as Error).message}`, { seq: this.next });
+        }
+        const end = h === undefined ? -1 : off + ENTRY_HEADER_SIZE + h.length;
+        if (h === undefined || end + tail > data.length) {
+          throw new AppendlogError('BAD_ENTRY', `seq ${this.next}: record is truncated`, { seq: this.next });
+        }
+        try {
+          this.check(data, off, end, h);
+        } catch (e) {
+          badEntry = { start: off, end };
+          throw e;
+        }
+        this.offsets[n] = off;
+        this.offsets[n + 1] = end + tail;
+        n++;
+        off = end + tail;
+      } catch (e) {
+        failure = e;
+        break;
+      }
+    }
+    return { n, failure, badEntry };
+  }
+
+  /** A run whose check failed: the records before the failure are hashed first (an earlier change wins), then a changed bad entry is named as changed. Always throws. */
+  private failTagged(data: Uint8Array, tail: number, n: number, failure: unknown, badEntry: { start: number; end: number } | undefined): never {
+    if (n > 0) this.chainTaggedRun(data, n, tail);
+    if (badEntry !== undefined && failure instanceof AppendlogError && failure.code === 'BAD_ENTRY') {
+      // A changed entry whose new content also breaks a rule: report the change (as pushBlock does).
+      const recEnd = badEntry.end + tail;
+      if (recEnd <= data.length) {
+        const offsets = Uint32Array.of(badEntry.start, recEnd);
+        const head = Buffer.from(this.head);
+        if (chainTagged(head, data, offsets, 1, Buffer.allocUnsafe(HASH_SIZE), tail, true) === 0) {
+          throw new AppendlogError('CHAIN_HASH_MISMATCH', `seq ${this.next}: entry hash does not match its content and predecessor (entry changed)`, {
+            seq: this.next,
+          });
+        }
+      }
+    }
+    throw failure instanceof AppendlogError ? failure : new AppendlogError('BAD_ENTRY', String(failure), { seq: this.next });
+  }
+
+  /** The hashing of the last pushTaggedAsync batch, if it is still running. */
+  private inflight: Promise<void> | undefined;
+  private spare: { offsets: Uint32Array<ArrayBuffer>; out: Buffer } | undefined;
+
+  /**
+   * pushTagged, pipelined: the records are checked now (E1–E7, on this
+   * thread) and hashed in the background (chainTaggedAsync), so the caller
+   * reads and checks the next run while this one hashes: both cores work.
+   * Runs are hashed strictly in order, one at a time (memory stays flat).
+   * Failures still come out in seq order: a run that fails its checks first
+   * waits for the hashing of the runs before it (a mismatch there is an
+   * earlier seq and wins), then is judged as pushTagged judges it. Call
+   * `settle` before `end`.
+   */
+  async pushTaggedAsync(data: Uint8Array, tail: number): Promise<number> {
+    const before = this.inflight;
+    const start = this.next;
+    const cap = Math.ceil(data.length / (ENTRY_HEADER_SIZE + tail)) + 1;
+    let job = this.spare;
+    this.spare = undefined;
+    if (job === undefined || job.offsets.length < cap) job = { offsets: new Uint32Array(Math.max(cap, 4097)), out: Buffer.allocUnsafe(Math.max(cap, 4097) * HASH_SIZE) };
+    const saved = this.offsets;
+    this.offsets = job.offsets;
+    let r: { n: number; failure: unknown; badEntry: { start: number; end: number } | undefined };
+    try {
+      r = this.checkTagged(data, tail);
+    } finally {
+      this.offsets = saved;
+    }
+    if (r.failure !== undefined) {
+      await before; // an earlier run's mismatch is the first failure
+      this.inflight = undefined;
+      this.offsets = job.offsets;
+      try {
+        this.failTagged(data, tail, r.n, r.failure, r.badEntry);
+      } finally {
+        this.offsets = saved;
+      }
+    }
+    const n = r.n;
+    const { offsets, out } = job;
+    const jobBuffers = job;
+    const hashing = (async (): Promise<void> => {
+      await before;
+      const bad = await chainTaggedAsync(this.head, data, offsets, n, out, tail);
+      this.pending -= n;
+      this.spare = jobBuffers; // free again: the run after next may use it
+      this.checkCheckpoints(start, bad >= 0 ? bad : n, out);
+      if (bad >= 0) {
+        throw new AppendlogError('CHAIN_HASH_MISMATCH', `seq ${start + bad}: entry hash does not match its content and predecessor (entry changed)`, {
+          seq: start + bad,
+        });
+      }
+    })();
+    hashing.catch(() => undefined); // surfaced by the next push or by settle()
+    this.inflight = hashing;
+    // At most one run hashes while the caller reads the next.
+    await before;
+    return n;
+  }
+
+  /** Waits for background hashing; throws its failure. */
+  async settle(): Promise<void> {
+    const j = this.inflight;
+    this.inflight = undefined;
+    await j;
+  }
+
+  /** Hashes the `n` checked tagged records at this.offsets; tags and receipts checked. */
+  private chainTaggedRun(data: Uint8Array, n: number, tail: number): void {
+    const first = this.next - this.pending;
+    this.pending = 0;
+    if (this.scratch.length < n * HASH_SIZE) this.scratch = Buffer.allocUnsafe(n * HASH_SIZE);
+    const bad = chainTagged(this.head, data, this.offsets, n, this.scratch, tail, true);
+    // Receipts up to the first bad record are still checked first: the earlier failure wins.
+    this.checkCheckpoints(first, bad >= 0 ? bad : n, this.scratch);
+    if (bad >= 0) {
+      throw new AppendlogError('CHAIN_HASH_MISMATCH', `seq ${first + bad}: entry hash does not match its content and predecessor (entry changed)`, {
+        seq: first + bad,
+      });
+    }
+  }
+
+  private checkCheckpoints(first: number, n: number, hashes: Uint8Array): void {
+    while (this.nextCheckpoint < this.checkpoints.length && this.checkpoints[this.nextCheckpoint]!.seq < first + n) {
+      const c = this.checkpoints[this.nextCheckpoint++]!;
+      const i = c.seq - first;
+      if (i < 0 || !c.head.equals(hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE))) {
+        throw new AppendlogError(
+          'RECEIPT_MISMATCH',
+          `${c.label}: the log VM acknowledged seq ${c.seq} with head ${c.head.toString('hex')}, but this log has a different entry there: an acknowledged entry was dropped or rewritten`,
+          { seq: c.seq },
+        );
+      }
+    }
+  }
+
+  /**
    * A malformed entry that also does not match its stored hash was changed
    * after it was written: that is the failure to report (naming its seq),
    * not the rule its new content happens to break.
@@ -223,18 +391,7 @@ export class ChainVerifier {
       if (this.scratch.length < n * HASH_SIZE) this.scratch = Buffer.allocUnsafe(n * HASH_SIZE);
       chainEntries(this.head, data, this.offsets, n, this.scratch, false);
     }
-    const hashes = stored ?? this.scratch;
-    while (this.nextCheckpoint < this.checkpoints.length && this.checkpoints[this.nextCheckpoint]!.seq < first + n) {
-      const c = this.checkpoints[this.nextCheckpoint++]!;
-      const i = c.seq - first;
-      if (i < 0 || !c.head.equals(hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE))) {
-        throw new AppendlogError(
-          'RECEIPT_MISMATCH',
-          `${c.label}: the log VM acknowledged seq ${c.seq} with head ${c.head.toString('hex')}, but this log has a different entry there: an acknowledged entry was dropped or rewritten`,
-          { seq: c.seq },
-        );
-      }
-    }
+    this.checkCheckpoints(first, n, stored ?? this.scratch);
   }
 
   /** Structural rules for the entry at data[start, end); counts it as pending hashing. */

@@ -25,7 +25,8 @@ export const attestCommand: CommandModule<object, AttestArgs> = {
   handler: async (args) => {
     try {
       const { attestBundle, attestStoredLog, writeEvidence } = await import('../evidence-io.js');
-      const isBundle = args.db === undefined && existsSync(args.source) && statSync(args.source).isDirectory();
+      const { looksLikeArchive } = await import('../archive-io.js');
+      const isBundle = args.db === undefined && existsSync(args.source) && (statSync(args.source).isDirectory() || looksLikeArchive(args.source));
       let res;
       if (isBundle) {
         res = await attestBundle(args.source);

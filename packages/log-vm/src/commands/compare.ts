@@ -30,6 +30,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
     try {
       const { loadCheckedEvidence, readEvidenceFile } = await import('../evidence-io.js');
       const { readBundleManifest } = await import('../bundle-io.js');
+      const { looksLikeArchive } = await import('../archive-io.js');
       const { compareBuilds } = await import('@appendlog/shared');
       const { existsSync, statSync } = await import('node:fs');
       const paths = asList(args.evidence);
@@ -45,8 +46,8 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
           builds.push({ label: p, manifest: e.manifest! });
           seals.push(`sealed by ${e.signers.map((s) => `${s.fingerprint}${s.userIds[0] ? ` ${esc(s.userIds[0])}` : ''}`).join(', ')}`);
         } else {
-          const isDir = existsSync(p) && statSync(p).isDirectory();
-          builds.push({ label: p, manifest: isDir ? readBundleManifest(p).manifest : readEvidenceFile(p).manifest });
+          const isDir = existsSync(p) && (statSync(p).isDirectory() || looksLikeArchive(p));
+          builds.push({ label: p, manifest: isDir ? (await readBundleManifest(p)).manifest : readEvidenceFile(p).manifest });
           seals.push('signatures not checked (give --key to check them)');
         }
       }

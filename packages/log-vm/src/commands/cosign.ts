@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { AppendlogError, BUNDLE_FILES, escapeText } from '@appendlog/shared';
+import { AppendlogError, BUNDLE_FILES, escapeText, parseManifest, type SealManifest } from '@appendlog/shared';
 import { asList, reportError, writeAll } from '../output.js';
 
 interface CosignArgs {
@@ -18,14 +18,16 @@ interface CosignArgs {
  * signatures made so far against the keys given (at least one must count,
  * none may be bad). Signing without checking anyone's signature needs
  * `--first`, said out loud. A key that already signed adds nothing toward M,
- * so no second signature of it is written.
+ * so no second signature of it is written. A bundle archive is read in
+ * place (never unpacked) and rewritten with the new signature member, under
+ * a temporary name renamed over it at the end.
  */
 export const cosignCommand: CommandModule<object, CosignArgs> = {
   command: 'cosign <bundle>',
   describe: 'verify a bundle, then add another signature over its manifest',
   builder: (y) =>
     y
-      .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle directory' })
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle directory or archive (.tar, .tar.gz, .tar.zst)' })
       .option('signer', { type: 'string', demandOption: true, describe: 'split-gpg[:KEYID], gpg[:KEYID] or key-file:PATH' })
       .option('key', { type: 'string', describe: 'trusted public key(s) the existing signatures must verify against (repeatable)' })
       .option('keyring', { type: 'string', describe: 'a keyring exported with gpg --export (repeatable)' })
@@ -34,7 +36,8 @@ export const cosignCommand: CommandModule<object, CosignArgs> = {
     // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     try {
       const { NO_TRUST, evaluateSignatures, requireThreshold, signatureIssuers } = await import('@appendlog/shared/signatures');
-      const { readBundleManifest, readBundleSignatures, verifyBundleEntries } = await import('../bundle-io.js');
+      const { openBundle, verifyBundleEntries } = await import('../bundle-io.js');
+      const { addSignatureToArchive } = await import('../bundle-export.js');
       const { parseSignerSpec } = await import('../signers.js');
       const { loadTrust } = await import('./keys.js');
       const keyFiles = asList(args.key);
@@ -45,12 +48,20 @@ export const cosignCommand: CommandModule<object, CosignArgs> = {
       }
       if (haveKeys && args.first === true) throw new AppendlogError('USAGE', '--first means no keys to check against: give --key/--keyring or --first, not both');
       const signer = parseSignerSpec(args.signer);
-      const { manifest, bytes } = readBundleManifest(args.bundle);
-      const existing = readBundleSignatures(args.bundle);
       const trust = haveKeys ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles }) : NO_TRUST;
-      const verdict = await evaluateSignatures({ manifest: bytes, sealed: manifest.sealed, signatures: existing, trust, now: Date.now() });
-      if (haveKeys) requireThreshold(verdict, 1, trust);
-      await verifyBundleEntries(args.bundle, manifest);
+      const bundle = await openBundle(args.bundle);
+      let bytes: Buffer;
+      let manifest: SealManifest;
+      let verdict: Awaited<ReturnType<typeof evaluateSignatures>>;
+      try {
+        bytes = bundle.manifestBytes;
+        manifest = parseManifest(bytes);
+        verdict = await evaluateSignatures({ manifest: bytes, sealed: manifest.sealed, signatures: bundle.signatures, trust, now: Date.now() });
+        if (haveKeys) requireThreshold(verdict, 1, trust);
+        await verifyBundleEntries(bundle, manifest);
+      } finally {
+        bundle.close();
+      }
       const signature = await signer.sign(bytes);
       const issuers = await signatureIssuers(signature);
       const had = verdict.results.filter((r) => issuers.includes(r.keyId));
@@ -59,13 +70,18 @@ export const cosignCommand: CommandModule<object, CosignArgs> = {
         await writeAll(process.stdout, `key ${issuers.join(', ')} already signed ${log} (${had.map((r) => escapeText(r.file)).join(', ')}): nothing added, one key counts once\n`);
         return;
       }
-      const dir = join(args.bundle, BUNDLE_FILES.signatures);
-      mkdirSync(dir, { recursive: true });
-      const taken = readdirSync(dir);
-      let n = taken.length + 1;
-      while (taken.includes(`${String(n).padStart(2, '0')}.asc`)) n++;
-      const file = join(dir, `${String(n).padStart(2, '0')}.asc`);
-      writeFileSync(file, signature, { flag: 'wx' });
+      let file: string;
+      if (bundle.form === 'archive') {
+        file = `${args.bundle}:${await addSignatureToArchive(args.bundle, signature, bytes)}`;
+      } else {
+        const dir = join(args.bundle, BUNDLE_FILES.signatures);
+        mkdirSync(dir, { recursive: true });
+        const taken = readdirSync(dir);
+        let n = taken.length + 1;
+        while (taken.includes(`${String(n).padStart(2, '0')}.asc`)) n++;
+        file = join(dir, `${String(n).padStart(2, '0')}.asc`);
+        writeFileSync(file, signature, { flag: 'wx' });
+      }
       const checked = haveKeys
         ? `existing signatures checked: ${verdict.counted.length} trusted certificate(s) counted`
         : 'existing signatures NOT checked (--first)';

@@ -23,7 +23,7 @@ export const renderCommand: CommandModule<object, RenderArgs> = {
   describe: 'write a log (VM/NAME, or a bundle directory) as text: the legacy build-log format or escaped lines',
   builder: (y) =>
     withDb(y)
-      .positional('target', { type: 'string', demandOption: true, describe: 'VM/NAME in the store, or a bundle directory' })
+      .positional('target', { type: 'string', demandOption: true, describe: 'VM/NAME in the store, or a bundle directory or archive' })
       .option('format', { choices: ['buildlog', 'text'] as const, default: 'buildlog' as RenderFormat, describe: 'buildlog: the legacy qubesbuilder.BuildLog file; text: the lines, escaped' })
       .option('key', { type: 'string', describe: 'bundle only: trusted public key; its signatures must verify too (repeatable)' })
       .option('out', { type: 'string', describe: 'write to this file instead of stdout' }) as never,
@@ -35,9 +35,11 @@ export const renderCommand: CommandModule<object, RenderArgs> = {
         if (args.out !== undefined) stream = createWriteStream(args.out, { flags: 'wx' });
         return new BufferedWriter(stream as never, 256 * 1024);
       };
-      const isBundle = existsSync(args.target) && statSync(args.target).isDirectory();
+      const { looksLikeArchive } = await import('../archive-io.js');
+      const isBundle = existsSync(args.target) && (statSync(args.target).isDirectory() || looksLikeArchive(args.target));
       if (isBundle) {
-        const { verifyBundle, verifyBundleEntries, readBundleManifest } = await import('../bundle-io.js');
+        const { verifyBundle, verifyBundleEntries, openBundle } = await import('../bundle-io.js');
+        const { parseManifest } = await import('@appendlog/shared');
         const { renderBundle } = await import('../render-io.js');
         const keys = asList(args.key);
         let vm: string;
@@ -45,9 +47,14 @@ export const renderCommand: CommandModule<object, RenderArgs> = {
           const { loadTrust } = await import('./keys.js');
           vm = (await verifyBundle(args.target, await loadTrust({ keys }), 1)).manifest.vm;
         } else {
-          const { manifest } = readBundleManifest(args.target);
-          await verifyBundleEntries(args.target, manifest);
-          vm = manifest.vm;
+          const bundle = await openBundle(args.target);
+          try {
+            const manifest = parseManifest(bundle.manifestBytes);
+            await verifyBundleEntries(bundle, manifest);
+            vm = manifest.vm;
+          } finally {
+            bundle.close();
+          }
         }
         await renderBundle(args.target, vm, args.format, open());
       } else {

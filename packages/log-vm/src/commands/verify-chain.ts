@@ -98,10 +98,10 @@ function otherClaims(store: { seals(): Iterable<{ log_id: number; manifest: Buff
 
 export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
   command: 'verify-chain <target>',
-  describe: 'verify an exported bundle (directory) or a log in the store (VM/NAME)',
+  describe: 'verify an exported bundle (directory or .tar/.tar.gz/.tar.zst archive) or a log in the store (VM/NAME)',
   builder: (y) =>
     withDb(y)
-      .positional('target', { type: 'string', demandOption: true, describe: 'bundle directory, or VM/NAME in the store' })
+      .positional('target', { type: 'string', demandOption: true, describe: 'bundle directory or archive, or VM/NAME in the store' })
       .option('key', { type: 'string', describe: 'trusted public key file(s), armored or binary, one or more certificates each (repeatable)' })
       .option('keyring', { type: 'string', describe: 'a keyring exported with gpg --export (repeatable)' })
       .option('signer', { type: 'string', describe: 'only this primary fingerprint (40 hex) may count; repeatable, like gpgv with a pinned list' })
@@ -123,7 +123,8 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const { loadTrust } = await import('./keys.js');
       const { readReceipts } = await import('../receipts.js');
       const { readBundleManifest } = await import('../bundle-io.js');
-      const isBundle = args.db === undefined && existsSync(args.target) && statSync(args.target).isDirectory();
+      // An existing directory or regular file is a bundle (directory or archive); otherwise VM/NAME in the store.
+      const isBundle = args.db === undefined && existsSync(args.target) && (statSync(args.target).isDirectory() || statSync(args.target).isFile());
       const keyFiles = asList(args.key);
       const keyringFiles = asList(args.keyring);
       const signerPins = asList(args.signer);
@@ -136,7 +137,7 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       let outcome: Outcome;
       if (isBundle) {
         if (trust === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
-        const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName(readBundleManifest(args.target).manifest)) : undefined;
+        const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName((await readBundleManifest(args.target)).manifest)) : undefined;
         const r = await verifyBundle(args.target, trust, args.threshold, { progress, previous: args.previous, checkpoints });
         outcome = { source: 'bundle', state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
       } else {
