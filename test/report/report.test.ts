@@ -231,7 +231,7 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
   describe('when the bundle was tampered with', () => {
     it('is written anyway, says FAILED in red with the code and the seq, and exits with verify-chain\'s code', async () => {
       const bad = join(tmp.dir, 'bad-bundle');
-      await logvmOk(['export', `${VM}/${NAME}`, '--out', bad], { db });
+      await logvmOk(['export', `${VM}/${NAME}`, '--out', bad, '--bundle-version', '1'], { db });
       const lines = readFileSync(join(bad, 'entries.jsonl'), 'utf8').split('\n');
       const at = lines.findIndex((l) => l.includes('FAILED test_parser'));
       lines[at] = lines[at]!.replace('FAILED test_parser', 'PASSED test_parser');

@@ -40,7 +40,7 @@ export async function logvmOk(args: string[], opts: Parameters<typeof logvm>[1] 
 
 export async function sealAndExport(db: string, ref: string, signer: Signer, out: string): Promise<void> {
   await logvmOk(['seal', ref, '--signer', signer.spec], { db, env: signer.env });
-  await logvmOk(['export', ref, '--out', out], { db });
+  await logvmOk(['export', ref, '--out', out, '--bundle-version', '1'], { db });
 }
 
 export { ROOT };

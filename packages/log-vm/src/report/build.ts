@@ -111,7 +111,7 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
     try {
       if (o.isBundle) {
         try {
-          const m = readBundleManifest(o.target).manifest;
+          const m = (await readBundleManifest(o.target)).manifest;
           Object.assign(verdict, { vm: m.vm, name: m.name, log: `${m.vm}/${m.name}` });
         } catch {
           // the verifier names the problem below
