@@ -317,11 +317,27 @@ describe('when exporting', () => {
     expect(readFileSync(out, 'utf8')).toBe('a file\n');
   });
 
-  it('into an existing empty directory works, and the bundle verifies', async () => {
+  it('into an existing empty directory fails with BUNDLE_EXISTS (exit 45): export never replaces a directory', async () => {
     const out = join(tmp.dir, 'out-empty');
     mkdirSync(out);
+    expectCode(await logvm(['export', `${VM}/sealed-1`, '--out', out], { db }), 'BUNDLE_EXISTS');
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('when DIR.partial exists (a crashed or concurrent export) it fails with BUNDLE_EXISTS and deletes nothing', async () => {
+    const out = join(tmp.dir, 'out-partial');
+    mkdirSync(`${out}.partial`);
+    writeFileSync(join(`${out}.partial`, 'evidence.txt'), 'keep\n');
+    expectCode(await logvm(['export', `${VM}/sealed-1`, '--out', out], { db }), 'BUNDLE_EXISTS');
+    expect(readFileSync(join(`${out}.partial`, 'evidence.txt'), 'utf8')).toBe('keep\n');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('into a new directory works, and the bundle verifies', async () => {
+    const out = join(tmp.dir, 'out-new');
     await logvmOk(['export', `${VM}/sealed-1`, '--out', out], { db });
     expectOk(await verifyChain([out, '--key', alicePub]));
+    expect(existsSync(`${out}.partial`)).toBe(false);
   });
 });
 

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync, type WriteStream } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import type { Duplex, Writable } from 'node:stream';
@@ -55,12 +55,11 @@ export async function exportBundle(
   const seal = store.getSeal(log.id);
   if (seal === undefined) throw new AppendlogError('NOT_SEALED', `log ${vm}/${name} is not sealed; seal it first (logvm seal)`);
   const compression = archiveCompressionFor(out);
-  if (compression === null) {
-    if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0)) {
-      throw new AppendlogError('BUNDLE_EXISTS', `${out} exists and is not an empty directory`);
-    }
-  } else if (existsSync(out)) {
-    throw new AppendlogError('BUNDLE_EXISTS', `${out} exists`);
+  // Never delete what is there: an existing OUT (even an empty directory,
+  // or a symlink) or OUT.partial (another export running, or what a crashed
+  // one left) is the user's to look at and remove.
+  for (const p of [out, `${out}.partial`]) {
+    if (lexists(p)) throw new AppendlogError('BUNDLE_EXISTS', `${p} already exists; export never replaces or deletes it (remove it, or choose another --out)`);
   }
   const manifest = parseManifest(seal.manifest);
   const signatures = store.signatures(seal.seal_index).map((armored, i) => ({ name: `${String(i + 1).padStart(2, '0')}.asc`, armored }));
@@ -87,22 +86,37 @@ export async function exportBundle(
     return facts;
   };
   const partial = `${out}.partial`;
-  rmSync(partial, { recursive: true, force: true });
+  if (compression === null) {
+    try {
+      mkdirSync(partial); // not recursive: fails if it appeared meanwhile
+    } catch (e) {
+      throw new AppendlogError((e as NodeJS.ErrnoException).code === 'EEXIST' ? 'BUNDLE_EXISTS' : 'USAGE', `cannot create ${partial}: ${(e as Error).message}`);
+    }
+  }
   const readme = Buffer.from(bundleReadme(manifest), 'utf8');
   try {
     let facts: ChainFacts;
     if (compression === null) {
       facts = await writeDirectory(partial, seal.manifest, signatures, readme, version, chunks, finish);
-      if (existsSync(out)) rmSync(out, { recursive: true });
     } else {
       facts = await writeArchive(partial, compression, seal.manifest, signatures, readme, version, store, log.id, chunks, finish);
     }
+    if (lexists(out)) throw new AppendlogError('BUNDLE_EXISTS', `${out} appeared while exporting; it was left as it is`);
     renameSync(partial, out);
     return { manifest, facts, form: compression === null ? 'directory' : 'archive', compression: compression ?? 'none', version };
   } catch (e) {
     rmSync(partial, { recursive: true, force: true });
     rmSync(`${partial}.entries`, { force: true });
     throw e;
+  }
+}
+
+function lexists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
   }
 }
 
