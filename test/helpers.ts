@@ -84,16 +84,23 @@ export function qrexecEnv(vm: string | undefined, argument: string | undefined, 
     QREXEC_REMOTE_DOMAIN: vm,
     QREXEC_SERVICE_ARGUMENT: argument,
     QREXEC_SERVICE_FULL_NAME: argument === undefined ? 'qubes.AppendLog' : `qubes.AppendLog+${argument}`,
-    QREXEC_REQUESTED_TARGET: 'logvm',
-    QREXEC_REQUESTED_TARGET_TYPE: 'name',
+    // As qrexec sets them for a VM-to-VM call (qubes-core-qrexec): no
+    // QREXEC_REQUESTED_TARGET, and QREXEC_REQUESTED_TARGET_TYPE empty.
+    QREXEC_REQUESTED_TARGET_TYPE: '',
     APPENDLOG_DB: db,
     APPENDLOG_LOGVM: LOGVM,
   };
 }
 
-/** Runs rpc/qubes.AppendLog exactly as qrexec would, feeding `input` on stdin. */
+/**
+ * Runs rpc/qubes.AppendLog as qrexec would, feeding `input` on stdin: the
+ * agent starts the service through a login shell, with the argument as $1.
+ */
 export function callService(vm: string | undefined, argument: string | undefined, db: string, opts: RunOptions = {}): Promise<RunResult> {
-  return run(RPC_SERVICE, [], { ...opts, env: { ...qrexecEnv(vm, argument, db), ...opts.env } });
+  return run('/bin/sh', ['-l', '-c', 'exec "$0" "$@"', RPC_SERVICE, ...(argument === undefined ? [] : [argument])], {
+    ...opts,
+    env: { ...qrexecEnv(vm, argument, db), ...opts.env },
+  });
 }
 
 /** The service's JSON lines on stdout (receipts, errors). */

@@ -90,9 +90,17 @@ describe('when the name is at the edge of the rules', () => {
   const db = join(tmp.dir, 'logs.db');
   afterAll(() => tmp.cleanup());
 
-  it.each(['a'.repeat(64), '1st', 'A.b_c-D', 'x'])('accepts %s', async (name) => {
+  it.each(['a'.repeat(64), '1st', 'A.b+c-D', 'x'])('accepts %s', async (name) => {
     const r = receiptOf(await callService('build-vm', name, db, { input: INPUT }));
     expect(r.log).toBe(`build-vm/${name}`);
+  });
+
+  // dom0 rewrites a/b, a:b and a b to a_b: `_` is reserved so they never merge silently.
+  it.each(['a_b', 'release_1.2'])('refuses %s (a `_` only arrives from a dom0 rewrite): NAME_INVALID, nothing stored', async (name) => {
+    const r = await callService('build-vm', name, db, { input: INPUT });
+    expect(r.code).toBe(EXIT.NAME_INVALID);
+    expect(r.stdout.toString('utf8')).toContain('reserved');
+    expect((await listLogs(db)).map((l) => l.name)).not.toContain(name);
   });
 });
 

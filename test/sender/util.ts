@@ -102,11 +102,12 @@ export function fakeQrexecClient(dir: string, db: string, behaviour: QrexecBehav
     `QREXEC_REMOTE_DOMAIN=${sq(vm)}`,
     'QREXEC_SERVICE_ARGUMENT="$arg"',
     'QREXEC_SERVICE_FULL_NAME="$call"',
-    'QREXEC_REQUESTED_TARGET="$target"',
-    'QREXEC_REQUESTED_TARGET_TYPE=name',
+    // VM-to-VM: no QREXEC_REQUESTED_TARGET, an empty target type (qubes-core-qrexec).
+    'QREXEC_REQUESTED_TARGET_TYPE=',
     `APPENDLOG_DB=${sq(db)}`,
     `APPENDLOG_LOGVM=${sq(LOGVM)}`,
-    sq(RPC_SERVICE),
+    // The agent starts the service through a login shell, argument as $1.
+    `/bin/sh -l -c 'exec "$0" "$1"' ${sq(RPC_SERVICE)} "$arg"`,
   ].join(' ');
   const lines = [
     '#!/bin/sh',

@@ -9,7 +9,9 @@ import {
   FrameType,
   MAX_DATA_FRAME,
   claimBytes,
+  VM_NAME_RE,
   encodeFrame,
+  escapeText,
   type Claim,
 } from '@appendlog/shared';
 import type { TrustStore } from '@appendlog/shared/signatures';
@@ -62,6 +64,33 @@ interface Receipt {
   final?: boolean;
 }
 
+/** Longest reply line accepted from the service. */
+export const MAX_REPLY_LINE = 16 * 1024;
+
+const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * Why a receipt from the log VM cannot be right, or null: it must be for the
+ * log this session opened (VM/NAME, NAME ours; the VM part is the log VM's
+ * attestation), with a 64-hex head and counts that are sane and never go
+ * back (docs/FORMAT.md 10.7).
+ */
+export function receiptProblem(m: Record<string, unknown>, name: string, lastEntries: number): string | null {
+  const known = ['type', 'log', 'session', 'entries', 'head', 'lines', 'bytes', 'final'];
+  for (const k of Object.keys(m)) if (!known.includes(k)) return 'unknown field';
+  if (typeof m.log !== 'string') return 'no log';
+  const slash = m.log.indexOf('/');
+  if (slash < 0 || !VM_NAME_RE.test(m.log.slice(0, slash)) || m.log.slice(slash + 1) !== name) return `not for log ${name}`;
+  if (typeof m.head !== 'string' || !/^[0-9a-f]{64}$/.test(m.head)) return 'head is not 64 hex digits';
+  if (!isCount(m.entries) || (m.entries as number) < 1) return 'entries is not a positive count';
+  if ((m.entries as number) < lastEntries) return 'entries went back';
+  if (!isCount(m.session) || (m.session as number) < 1) return 'session is not a positive count';
+  if (!isCount(m.lines) || !isCount(m.bytes)) return 'lines or bytes are not counts';
+  if ((m.lines as number) > (m.entries as number)) return 'more lines than entries';
+  if (m.final !== undefined && typeof m.final !== 'boolean') return 'final is not a boolean';
+  return null;
+}
+
 /** The frame stream to the log VM, with failure detection and receipts. */
 class LogLink {
   readonly child: ChildProcess;
@@ -75,9 +104,11 @@ class LogLink {
   private acknowledged = false;
   private readonly listeners: Array<(e: AppendlogError) => void> = [];
 
+  private lastEntries = 0;
+
   constructor(
     transport: TransportSpec,
-    name: string,
+    private readonly name: string,
     private readonly receiptsFile: string | undefined,
   ) {
     const what = describeTransport(transport, name);
@@ -89,7 +120,10 @@ class LogLink {
       });
       this.child.on('exit', (code, signal) => {
         if (code === 126 && transport.kind === 'qrexec') {
-          this.fail(new AppendlogError('TRANSPORT_REFUSED', `qrexec refused the call (${what}): dom0 policy does not allow it`));
+          // qrexec-client-vm exits 126 whenever dom0 ends the request
+          // without connecting it: a policy deny, but also an allowed target
+          // that could not be started (qubes-core-qrexec).
+          this.fail(new AppendlogError('TRANSPORT_REFUSED', `qrexec did not connect the call (${what}): refused by dom0 or the target could not be started`));
         } else if (this.serviceError !== null) {
           this.fail(new AppendlogError('LOG_FAILED', `the log VM refused: ${this.serviceError.code}: ${this.serviceError.message}`));
         } else if (code !== 0 || !this.closed) {
@@ -105,7 +139,21 @@ class LogLink {
       setTimeout(() => this.fail(new AppendlogError('LOG_FAILED', `cannot write to the log VM: ${e.message}`)), 2000).unref();
     });
     // The service answers with JSON lines: receipts, or an error.
-    this.child.stdout!.pipe(split2()).on('data', (line: string) => this.onLine(line));
+    // The service's stderr (qrexec passes it back to us) is the other side's
+    // text: shown escaped, line by line, bounded.
+    this.child.stderr
+      ?.pipe(split2({ maxLength: MAX_REPLY_LINE, skipOverflow: true } as split2.Options))
+      .on('data', (line: string) => process.stderr.write(`logsend: log VM: ${escapeText(line.slice(0, 1000))}\n`))
+      .on('error', () => undefined);
+    // A hostile or broken service must not grow our memory: reply lines are
+    // bounded (a receipt is ~300 bytes, an error line a few KiB).
+    this.child.stdout!
+      .pipe(split2({ maxLength: MAX_REPLY_LINE }))
+      .on('data', (line: string) => this.onLine(line))
+      .on('error', () => {
+        this.fail(new AppendlogError('LOG_FAILED', `the log VM sent a reply line longer than ${MAX_REPLY_LINE} bytes: refused, not a receipt`));
+        this.child.stdout!.destroy();
+      });
   }
 
   onFailure(fn: (e: AppendlogError) => void): void {
@@ -132,6 +180,10 @@ class LogLink {
   }
 
   private onLine(line: string): void {
+    if (line.length > MAX_REPLY_LINE) {
+      this.fail(new AppendlogError('LOG_FAILED', `the log VM sent a reply line longer than ${MAX_REPLY_LINE} bytes: refused, not a receipt`));
+      return;
+    }
     let msg: unknown;
     try {
       msg = JSON.parse(line);
@@ -140,7 +192,14 @@ class LogLink {
     }
     if (msg === null || typeof msg !== 'object') return;
     const m = msg as Record<string, unknown>;
-    if (m.type === 'receipt' && typeof m.entries === 'number' && typeof m.head === 'string' && typeof m.log === 'string') {
+    if (m.type === 'receipt') {
+      // Validate before trusting or keeping it: fail closed on anything else.
+      const bad = receiptProblem(m, this.name, this.lastEntries);
+      if (bad !== null) {
+        this.fail(new AppendlogError('LOG_FAILED', `the log VM sent an invalid receipt (${bad}): refused, not written to --receipts`));
+        return;
+      }
+      this.lastEntries = m.entries as number;
       if (m.final === true) this.finalReceipt = m as unknown as Receipt;
       if (!this.acknowledged) {
         this.acknowledged = true;
@@ -148,7 +207,8 @@ class LogLink {
       }
       if (this.receiptsFile !== undefined) appendFileSync(this.receiptsFile, `${JSON.stringify(m)}\n`);
     } else if (m.type === 'error' && typeof m.code === 'string') {
-      this.serviceError = { code: m.code, message: String(m.message ?? '') };
+      // Shown on the builder's terminal: escaped and bounded.
+      this.serviceError = { code: escapeText(m.code.slice(0, 64)), message: escapeText(String(m.message ?? '').slice(0, 1000)) };
     }
   }
 

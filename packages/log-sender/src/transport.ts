@@ -24,7 +24,7 @@ export function describeTransport(t: TransportSpec, name: string): string {
 export function startTransport(t: TransportSpec, name: string): ChildProcess {
   const env = { ...process.env, APPENDLOG_NAME: name, APPENDLOG_ARGUMENT: serviceArgument(name) };
   if (t.kind === 'qrexec') {
-    return spawn(t.client, [t.target, `${QREXEC_SERVICE}+${serviceArgument(name)}`], { stdio: ['pipe', 'pipe', 'inherit'], env });
+    return spawn(t.client, [t.target, `${QREXEC_SERVICE}+${serviceArgument(name)}`], { stdio: ['pipe', 'pipe', 'pipe'], env });
   }
-  return spawn('/bin/sh', ['-c', t.command], { stdio: ['pipe', 'pipe', 'inherit'], env });
+  return spawn('/bin/sh', ['-c', t.command], { stdio: ['pipe', 'pipe', 'pipe'], env });
 }

@@ -76,8 +76,13 @@ export class GpgCommandSigner implements Signer {
       .filter((l) => l.trim() !== '' && !l.startsWith('[GNUPG:] '))
       .join('; ')
       .slice(0, 500);
+    if (code === 126 && this.spec.startsWith('split-gpg')) {
+      // qrexec-client-vm exits 126 whenever dom0 ends the request without
+      // connecting it: a policy deny, or a vault VM that could not be started.
+      throw new AppendlogError('SIGNER_REFUSED', `${this.command}: the qubes.Gpg call was refused by dom0 or the vault VM could not be started (exit 126)`);
+    }
     if (code !== 0 || !created) {
-      // Split-GPG: the vault's user said no, or qrexec policy refused the call
+      // Split-GPG: the vault's user said no, or the call was not connected
       // (qrexec-client-vm exits 126 then).
       const refused =
         code === 126 ||

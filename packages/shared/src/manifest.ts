@@ -3,7 +3,7 @@ import { canonicalJson, parseJsonObject, type CanonicalValue } from './canonical
 import { genesisHash } from './chain.js';
 import { CLOSE_REASONS, type ChainFacts } from './verifier.js';
 
-import { LOG_NAME_RE, VM_NAME_RE } from './names.js';
+import { STORED_LOG_NAME_RE, VM_NAME_RE } from './names.js';
 
 /**
  * The seal manifest (docs/FORMAT.md section 8): canonical JSON plus one
@@ -154,7 +154,7 @@ export function parseManifest(bytes: Uint8Array): SealManifest {
   for (const k of Object.keys(o)) if (!known.includes(k)) fail(`unknown field ${JSON.stringify(k).slice(0, 80)}`);
   if (o.format !== MANIFEST_FORMAT) fail(`format is not ${MANIFEST_FORMAT}`);
   if (typeof o.vm !== 'string' || !VM_NAME_RE.test(o.vm)) fail('vm is not a VM name');
-  if (typeof o.name !== 'string' || !LOG_NAME_RE.test(o.name)) fail('name is not a log name');
+  if (typeof o.name !== 'string' || !STORED_LOG_NAME_RE.test(o.name)) fail('name is not a log name');
   for (const k of ['created', 'sealed', 'entries', 'lines', 'bytes', 'sessions', 'sealIndex'] as const) {
     if (!isCount(o[k])) fail(`${k} is not a non-negative safe integer`);
   }

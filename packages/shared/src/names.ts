@@ -2,12 +2,22 @@ import { AppendlogError } from './errors.js';
 
 /**
  * Log names come from the qrexec service argument, which the (untrusted)
- * calling VM chooses. qrexec itself only passes [A-Za-z0-9_.-] (others become
- * `_`) but may pass an empty argument, `-h`, `.` or `..`; a direct call of the
- * service passes anything. Rule: 1-64 characters of [A-Za-z0-9_.-], the first
- * one alphanumeric. So a name can never look like an option or a path.
+ * calling VM chooses. dom0 rewrites every byte of the argument outside
+ * [A-Za-z0-9_.+-] to `_` (qubes-core-qrexec), so `a/b`, `a:b` and `a b` all
+ * arrive as `a_b`: a `_` can only be the trace of a rewrite, and names a user
+ * typed differently would silently merge into one log. So `_` is reserved:
+ * a new log name is 1-64 characters of [A-Za-z0-9.+-], the first one
+ * alphanumeric (`+` does arrive unchanged). A name can never look like an
+ * option or a path. (The `_framed.` prefix of framed mode is not part of
+ * the name.)
  */
-export const LOG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const LOG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$/;
+
+/**
+ * Names that may be met in stores and bundles made before `_` was reserved:
+ * still readable (verify-chain, show, export), never created.
+ */
+export const STORED_LOG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
 
 /**
  * Qubes VM names: a letter first, then letters, digits, `_`, `.` or `-`, at
@@ -32,15 +42,23 @@ export function checkLogName(name: string | undefined): string {
   if (name === undefined || name === '') {
     throw new AppendlogError(
       'NAME_INVALID',
-      'log name is empty: call the service as qubes.AppendLog+NAME (NAME: 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)',
+      'log name is empty: call the service as qubes.AppendLog+NAME (NAME: 1-64 of A-Z a-z 0-9 . + -, starting with a letter or digit)',
     );
   }
   if (!LOG_NAME_RE.test(name)) {
+    const rewritten = name.includes('_') && STORED_LOG_NAME_RE.test(name);
     throw new AppendlogError(
       'NAME_INVALID',
-      `log name ${quoteUntrusted(name)} refused: a name is 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit`,
+      `log name ${quoteUntrusted(name)} refused: a name is 1-64 of A-Z a-z 0-9 . + -, starting with a letter or digit` +
+        (rewritten ? '; `_` is reserved because dom0 turns every other character (/ : space ...) into `_`' : ''),
     );
   }
+  return name;
+}
+
+/** A log name as found in a store or bundle (see STORED_LOG_NAME_RE). */
+export function checkStoredLogName(name: string): string {
+  if (!STORED_LOG_NAME_RE.test(name)) throw new AppendlogError('NAME_INVALID', `log name ${quoteUntrusted(name)} is not a log name`);
   return name;
 }
 
@@ -60,5 +78,6 @@ export function parseLogRef(ref: string): { vm: string; name: string } {
   if (slash < 0) {
     throw new AppendlogError('USAGE', `expected VM/NAME, got ${quoteUntrusted(ref)}`);
   }
-  return { vm: checkVmName(ref.slice(0, slash)), name: checkLogName(ref.slice(slash + 1)) };
+  // Reading: names of logs made before `_` was reserved stay reachable.
+  return { vm: checkVmName(ref.slice(0, slash)), name: checkStoredLogName(ref.slice(slash + 1)) };
 }

@@ -1,7 +1,9 @@
 import type { CommandModule } from 'yargs';
-import { AppendlogError, DEFAULT_MAX_LINE, EVENTS_LOG_NAME, MAX_PAYLOAD, checkLogName, checkVmName, parseServiceArgument } from '@appendlog/shared';
+import { appendFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { AppendlogError, DEFAULT_MAX_LINE, EVENTS_LOG_NAME, MAX_PAYLOAD, checkLogName, checkVmName, escapeText, parseServiceArgument, type ErrorCode } from '@appendlog/shared';
 import { appendSession } from '../ingest.js';
-import { reportError, writeAll } from '../output.js';
+import { reportError, toCodedError, writeAll } from '../output.js';
 import { dbPath, withDb, type DbArgs } from './common.js';
 import { DEFAULT_QUOTAS, Store } from '../store.js';
 import { readServiceConfig } from '../config.js';
@@ -9,6 +11,7 @@ import { stdinSource, type ByteSource } from '../source.js';
 
 interface AppendArgs extends DbArgs {
   qrexec?: boolean;
+  'ssh-vm'?: string;
   vm?: string;
   name?: string;
   'max-line'?: number;
@@ -38,7 +41,11 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         type: 'boolean',
         describe: 'take the source VM and log name from QREXEC_REMOTE_DOMAIN and QREXEC_SERVICE_ARGUMENT',
       })
-      .option('vm', { type: 'string', describe: 'source VM (without --qrexec, e.g. for an ssh transport)' })
+      .option('ssh-vm', {
+        type: 'string',
+        describe: 'ssh forced command (authorized_keys command="logvm append --ssh-vm VM"): VM is the identity of that key, the log argument comes from SSH_ORIGINAL_COMMAND',
+      })
+      .option('vm', { type: 'string', describe: 'source VM, for a local caller (refused under an ssh forced command: use --ssh-vm)' })
       .option('name', { type: 'string', describe: 'log name (without --qrexec)' })
       .option('framed', { type: 'boolean', describe: 'framed mode (logsend) without --qrexec; under qrexec the argument _framed.NAME selects it' })
       .option('max-line', {
@@ -50,10 +57,13 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       .option('quota-vm-mib', { type: 'number', describe: `line bytes all logs of one VM may hold, MiB (default ${DEFAULT_QUOTAS.vmBytes / 2 ** 20})` })
       .option('max-store-mib', { type: 'number', describe: 'largest store file, MiB (default: no cap but the disk)' })
       .check((a) => {
-        if (a.qrexec && (a.vm !== undefined || a.name !== undefined || a.framed !== undefined)) {
-          throw new Error('--qrexec takes the VM, name and mode from qrexec; do not pass --vm/--name/--framed');
+        if (a.qrexec && (a.vm !== undefined || a.name !== undefined || a.framed !== undefined || a['ssh-vm'] !== undefined)) {
+          throw new Error('--qrexec takes the VM, name and mode from qrexec; do not pass --vm/--name/--framed/--ssh-vm');
         }
-        if (!a.qrexec && (a.vm === undefined || a.name === undefined)) throw new Error('give --qrexec, or both --vm and --name');
+        if (a['ssh-vm'] !== undefined && (a.vm !== undefined || a.name !== undefined || a.framed !== undefined)) {
+          throw new Error('--ssh-vm takes the name and mode from SSH_ORIGINAL_COMMAND; do not pass --vm/--name/--framed');
+        }
+        if (!a.qrexec && a['ssh-vm'] === undefined && (a.vm === undefined || a.name === undefined)) throw new Error('give --qrexec, --ssh-vm VM, or both --vm and --name');
         const ml = a['max-line'];
         if (ml !== undefined && (!Number.isInteger(ml) || ml < 1 || ml > MAX_PAYLOAD)) throw new Error(`--max-line must be an integer from 1 to ${MAX_PAYLOAD}`);
         const ci = a['commit-interval'];
@@ -72,7 +82,8 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         // The caller went away; the log VM's stderr still has the story.
       }
     };
-    const argument = args.qrexec ? (process.env.QREXEC_SERVICE_ARGUMENT ?? '') : (args.name ?? '');
+    const ssh = args['ssh-vm'] !== undefined;
+    const argument = args.qrexec ? (process.env.QREXEC_SERVICE_ARGUMENT ?? '') : ssh ? sshArgument(process.env.SSH_ORIGINAL_COMMAND) : (args.name ?? '');
     let store: Store | undefined;
     let source: ByteSource | undefined;
     const controller = new AbortController();
@@ -80,11 +91,21 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
     try {
-      const vm = checkVmName(args.qrexec ? process.env.QREXEC_REMOTE_DOMAIN : args.vm);
+      // Under an ssh forced command the build host wrote the command it
+      // asked for (SSH_ORIGINAL_COMMAND), and --vm on a command line it
+      // could choose would let it pick its identity: only --ssh-vm, fixed by
+      // the admin in authorized_keys, names the VM there.
+      if (!args.qrexec && !ssh && process.env.SSH_ORIGINAL_COMMAND !== undefined) {
+        throw new AppendlogError('USAGE', 'running under an ssh forced command: --vm is refused; use command="logvm append --ssh-vm VM" in authorized_keys');
+      }
+      if (ssh && process.env.SSH_ORIGINAL_COMMAND === undefined && process.env.SSH_CONNECTION === undefined) {
+        throw new AppendlogError('USAGE', '--ssh-vm is for an ssh forced command (authorized_keys command="logvm append --ssh-vm VM"); SSH_ORIGINAL_COMMAND is not set');
+      }
+      const vm = checkVmName(args.qrexec ? process.env.QREXEC_REMOTE_DOMAIN : ssh ? args['ssh-vm'] : args.vm);
       // Under qrexec the argument selects the mode: `_framed.NAME` is framed
       // (logsend), a bare NAME raw. No name starts with `_`, so neither can
       // be taken for the other.
-      const mode = args.qrexec ? parseServiceArgument(argument) : { framed: args.framed === true, name: argument };
+      const mode = args.qrexec || ssh ? parseServiceArgument(argument) : { framed: args.framed === true, name: argument };
       const name = checkLogName(mode.name);
       // The log VM's own events (VM/logvm-events) are written by the log VM alone.
       if (name.toLowerCase() === EVENTS_LOG_NAME) throw new AppendlogError('NAME_INVALID', `log name ${name} is reserved for the log VM's own events`);
@@ -138,8 +159,22 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       if (result.reason === 'signal') throw new AppendlogError('TERMINATED', 'terminated by a signal; the session was closed cleanly');
       if (result.reason === 'error') throw new AppendlogError('INPUT_ERROR', 'the input broke off; what arrived is stored and the session closed');
     } catch (e) {
-      const err = reportError(e, 'logvm append');
-      await tell({ type: 'error', code: err.code, message: err.message });
+      const err = toCodedError(e);
+      process.exitCode = err.exitCode;
+      const remote = args.qrexec || ssh;
+      if (remote) {
+        // qrexec (and ssh) pass our stderr back to the calling, untrusted VM
+        // as well as to the log VM's journal: only a short coded message
+        // there and on stdout; the details (paths, store errors, stack
+        // traces) go to the log VM's own service log.
+        keepDetails(dbPath(args), `${new Date().toISOString()} vm=${process.env.QREXEC_REMOTE_DOMAIN ?? args['ssh-vm'] ?? '?'} argument=${JSON.stringify(argument.slice(0, 100))} ${err.code}: ${err.stack ?? err.message}`);
+        const short = callerMessage(err);
+        process.stderr.write(`logvm append: ${err.code}: ${short}\n`);
+        await tell({ type: 'error', code: err.code, message: short });
+      } else {
+        reportError(err, 'logvm append');
+        await tell({ type: 'error', code: err.code, message: escapeText(err.message) });
+      }
     } finally {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onTerm);
@@ -150,3 +185,52 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
     }
   },
 };
+
+/**
+ * The log argument of an ssh forced command: what the build host asked for
+ * (SSH_ORIGINAL_COMMAND), checked like a qrexec argument. One word: `NAME`,
+ * `_framed.NAME`, optionally written `qubes.AppendLog+ARG` as with qrexec.
+ */
+export function sshArgument(original: string | undefined): string {
+  if (original === undefined) return '';
+  const word = original.trim();
+  const arg = word.startsWith('qubes.AppendLog+') ? word.slice('qubes.AppendLog+'.length) : word;
+  // Anything but one word of the qrexec argument alphabet is refused as a
+  // name (checkLogName names it); nothing of it is ever run.
+  return /^[A-Za-z0-9_.+-]{1,80}$/.test(arg) ? arg : `\u0000${arg.slice(0, 80)}`;
+}
+
+/** Codes whose message is about the caller's own input and safe to send back. */
+const CALLER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'NAME_INVALID',
+  'VM_INVALID',
+  'LOG_SEALED',
+  'NAME_CONFLICT',
+  'QUOTA_EXCEEDED',
+  'FRAME_INVALID',
+  'INPUT_ERROR',
+  'TERMINATED',
+  'LOG_BUSY',
+]);
+
+/** The short message the caller gets: its own input's problem, or a fixed text per code. */
+export function callerMessage(err: AppendlogError): string {
+  if (CALLER_CODES.has(err.code)) return escapeText(err.message).slice(0, 500);
+  if (err.code === 'STORE_ERROR') {
+    return /disk full/.test(err.message) ? "the log VM's store is full (disk full); details in the log VM's service log" : "the log VM could not store the data; details in the log VM's service log";
+  }
+  return `the log VM failed (${err.code}); details in the log VM's service log`;
+}
+
+/**
+ * Appends a line to the log VM's service log (APPENDLOG_SERVICE_LOG, default
+ * service.log beside the store). Best effort: a failure here must not hide
+ * the refusal itself.
+ */
+function keepDetails(db: string, line: string): void {
+  try {
+    appendFileSync(process.env.APPENDLOG_SERVICE_LOG ?? join(dirname(db), 'service.log'), `${line.replace(/\n/g, '\n    ')}\n`, { mode: 0o600 });
+  } catch {
+    // the journal still has the code
+  }
+}
