@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { escapeForTerminal } from '../src/index.js';
+import { escapeForTerminal, escapeText } from '../src/index.js';
 
 const esc = (bytes: number[] | string): string =>
   escapeForTerminal(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : Uint8Array.from(bytes));
@@ -186,5 +186,36 @@ describe('escapeForTerminal', () => {
         { numRuns: 2000 },
       );
     });
+  });
+});
+
+describe('escapeForTerminal and escapeText on invisible format characters (Unicode Cf)', () => {
+  // Zero-width space/joiners, word joiner, soft hyphen, BOM, a tag character,
+  // an interlinear annotation anchor, and the line/paragraph separators.
+  const CASES: Array<[string, string]> = [
+    ['\u200b', '\\u200b'],
+    ['\u200d', '\\u200d'],
+    ['\u2060', '\\u2060'],
+    ['\u00ad', '\\u00ad'],
+    ['\ufeff', '\\ufeff'],
+    ['\u{e0041}', '\\u{e0041}'],
+    ['\ufff9', '\\ufff9'],
+    ['\u2028', '\\u2028'],
+    ['\u2029', '\\u2029'],
+  ];
+  it.each(CASES)('shows %j as %s, in bytes and in strings alike', (ch, shown) => {
+    expect(esc(`a${ch}b`)).toBe(`a${shown}b`);
+    expect(escapeText(`a${ch}b`)).toBe(`a${shown}b`);
+  });
+
+  it('escapeText agrees with escapeForTerminal on valid UTF-8 text', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => {
+        const bytes = Buffer.from(s, 'utf8');
+        // Lone surrogates become U+FFFD in UTF-8, so compare on what the bytes say.
+        const text = bytes.toString('utf8');
+        expect(escapeText(text)).toBe(escapeForTerminal(bytes));
+      }),
+    );
   });
 });
