@@ -249,6 +249,26 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
     });
   });
 
+  describe('when the bundle is checked with a key that did not sign it', () => {
+    it('says FAILED with SIGNATURE_UNTRUSTED and exits 32; the log is still there to read, marked as unverified', async () => {
+      mkdirSync(join(tmp.dir, 'other'), { recursive: true });
+      const other = await makeSigner(join(tmp.dir, 'other'));
+      try {
+        const out = join(tmp.dir, 'untrusted.html');
+        const r = await logvm(['report', bundle, '--key', other.pub, '--out', out]);
+        expect(r.code).toBe(EXIT.SIGNATURE_UNTRUSTED);
+        const o = await openReport(browser, out);
+        expect(await o.page.getAttribute('#verdict', 'data-code')).toBe('SIGNATURE_UNTRUSTED');
+        expect(await o.page.textContent('#verdict-headline')).toBe('FAILED: SIGNATURE_UNTRUSTED');
+        expect(await o.page.textContent('#verdict')).toContain('did not verify: read it as evidence, not as fact');
+        expect(await o.page.textContent('#log-count')).toMatch(/^\d+ entries$/);
+        await o.page.close();
+      } finally {
+        await other.cleanup();
+      }
+    });
+  });
+
   describe('a log in the store (VM/NAME), not sealed', () => {
     it('says the chain is intact but not sealed', async () => {
       const open = 'open-1';
