@@ -249,6 +249,25 @@ describe.skipIf(!HAVE_CHROMIUM)('logvm report BUNDLE, opened in Chromium', () =>
     });
   });
 
+  describe('a bundle archive (.tar.gz, .tar) and a version 1 bundle', () => {
+    for (const form of ['bundle.tar.gz', 'bundle.tar', 'bundle-v1']) {
+      it(`${form}: the same verdict, highlights and log as the directory`, async () => {
+        const target = join(tmp.dir, form);
+        await logvmOk(['export', `${VM}/${NAME}`, '--out', target, ...(form.endsWith('v1') ? ['--bundle-version', '1'] : [])], { db });
+        const out = join(tmp.dir, `${form}.html`);
+        const r = await logvm(['report', target, '--key', signer.pub, '--out', out]);
+        expect(r.code, r.stderr).toBe(0);
+        const o = await openReport(browser, out);
+        expect(await o.page.getAttribute('#verdict', 'data-ok')).toBe('true');
+        for (const sel of ['#log-count', '[data-group="error"] .count', '[data-group="stderr"] .count', '#claims-artifacts tbody', '#exit-status']) {
+          expect(await o.page.textContent(sel), sel).toBe(await opened.page.textContent(sel));
+        }
+        expect(o.errors).toEqual([]);
+        await o.page.close();
+      });
+    }
+  });
+
   describe('when the bundle is checked with a key that did not sign it', () => {
     it('says FAILED with SIGNATURE_UNTRUSTED and exits 32; the log is still there to read, marked as unverified', async () => {
       mkdirSync(join(tmp.dir, 'other'), { recursive: true });

@@ -152,6 +152,16 @@ describe('logvm show BUNDLE', () => {
     expect((await logvmOk(['show', bundle, '--raw'], { db })).stdout).toEqual((await logvmOk(['show', REF, '--raw'], { db })).stdout);
   });
 
+  it('reads a bundle archive and a version 1 bundle the same way', async () => {
+    const store = await show([REF, '--time']);
+    for (const form of ['show.tar.gz', 'show.tar', 'show-v1']) {
+      const target = join(tmp.dir, form);
+      await logvmOk(['export', REF, '--out', target, ...(form.endsWith('v1') ? ['--bundle-version', '1'] : [])], { db });
+      expect(await show([target, '--time']), form).toEqual(store);
+      expect(await show([target, '-n', '2', '--json']), form).toEqual(await show([REF, '-n', '2', '--json']));
+    }
+  });
+
   it('refuses --follow on a bundle (USAGE)', async () => {
     expect((await logvm(['show', bundle, '--follow'])).code).toBe(EXIT.USAGE);
   });
