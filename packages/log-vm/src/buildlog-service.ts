@@ -15,7 +15,6 @@ import { hookNotice, recordEvents, runHook, sealAtClose, skipSeal, type StepFail
 import type { ServiceConfig } from './config.js';
 import { appendSession } from './ingest.js';
 import { BufferedWriter, toCodedError } from './output.js';
-import { renderStoredLog } from './render-io.js';
 import type { ByteSource } from './source.js';
 import type { Store } from './store.js';
 
@@ -205,6 +204,8 @@ async function writeTextFile(store: Store, vm: string, name: string, dir: string
   failed.catch(() => undefined);
   try {
     const out = new BufferedWriter(stream, 256 * 1024);
+    // Loaded after the session: render-io brings the bundle reader (and openpgp.js) with it.
+    const { renderStoredLog } = await import('./render-io.js');
     await Promise.race([renderStoredLog(store, store.requireLog(vm, name), 'buildlog', out), failed]);
     await Promise.race([new Promise<void>((resolve, reject) => stream.end((err?: Error | null) => (err ? reject(err) : resolve()))), failed]);
     const fd = openSync(partial, 'r');

@@ -1,7 +1,6 @@
 import { homedir } from 'node:os';
 import type { CommandModule } from 'yargs';
 import { AppendlogError, DEFAULT_MAX_LINE, MAX_PAYLOAD, checkVmName } from '@appendlog/shared';
-import { BUILDLOG_SERVICE, buildLogSession } from '../buildlog-service.js';
 import { readServiceConfig } from '../config.js';
 import { reportError, toCodedError, writeAll } from '../output.js';
 import { stdinSource, type ByteSource } from '../source.js';
@@ -40,6 +39,8 @@ export const buildLogCommand: CommandModule<object, BuildLogArgs> = {
         return true;
       }) as never,
   handler: async (args) => {
+    // The service's code is loaded on use: every other command starts without it.
+    const { BUILDLOG_SERVICE, buildLogSession } = await import('../buildlog-service.js');
     const prefix = BUILDLOG_SERVICE;
     let store: Store | undefined;
     let source: ByteSource | undefined;
