@@ -19,7 +19,7 @@
  * (expiry, revocation reasons, capability, times) are made here, so each has
  * its own code and no library default decides for us.
  */
-import * as openpgp from 'openpgp';
+import type * as OpenPGP from 'openpgp';
 import { AppendlogError } from './errors.js';
 
 export const MAX_ARMORED_BYTES = 1 << 20;
@@ -74,22 +74,39 @@ const hashName = (id: number): string => STRONG_HASHES.get(id) ?? HASH_NAMES[id]
 /** Revocation reasons (RFC 9580 5.2.3.31) after which earlier signatures keep counting. */
 const SOFT_REVOCATION = new Set([1 /* superseded */, 3 /* retired */]);
 
-const SIGNING_ALGORITHMS = new Set<number>([
-  openpgp.enums.publicKey.rsaEncryptSign,
-  openpgp.enums.publicKey.rsaSign,
-  openpgp.enums.publicKey.dsa,
-  openpgp.enums.publicKey.ecdsa,
-  openpgp.enums.publicKey.eddsaLegacy,
-  openpgp.enums.publicKey.ed25519,
-  openpgp.enums.publicKey.ed448,
-]);
-
 /**
  * openpgp.js config for the raw checks: no hash is rejected there, because
  * the digest rule is applied (with its own code) before the mathematics;
  * everything else at the library defaults.
  */
-const RAW_CONFIG = { ...openpgp.config, rejectHashAlgorithms: new Set<number>(), rejectMessageHashAlgorithms: new Set<number>() } as typeof openpgp.config;
+let RAW_CONFIG: typeof OpenPGP.config;
+
+/** Signing-capable public-key algorithms (set once openpgp.js is loaded). */
+let SIGNING_ALGORITHMS: ReadonlySet<number>;
+
+// openpgp.js is loaded on first use, not at import: it is the largest module
+// we have (~1.2 MB of JavaScript, a few hundred ms to compile on a loaded
+// machine), and the qrexec service (`logvm append`), which imports this
+// package for the chain and frame code, never checks a signature. Loaded at
+// startup, it made every session open that much later.
+let openpgp: typeof OpenPGP;
+let loading: Promise<void> | undefined;
+function loadOpenpgp(): Promise<void> {
+  loading ??= import('openpgp').then((m) => {
+    openpgp = m;
+    SIGNING_ALGORITHMS = new Set<number>([
+      m.enums.publicKey.rsaEncryptSign,
+      m.enums.publicKey.rsaSign,
+      m.enums.publicKey.dsa,
+      m.enums.publicKey.ecdsa,
+      m.enums.publicKey.eddsaLegacy,
+      m.enums.publicKey.ed25519,
+      m.enums.publicKey.ed448,
+    ]);
+    RAW_CONFIG = { ...m.config, rejectHashAlgorithms: new Set<number>(), rejectMessageHashAlgorithms: new Set<number>() } as typeof OpenPGP.config;
+  });
+  return loading;
+}
 
 // ---------------------------------------------------------------------------
 // OpenPGP framing (RFC 9580 4.2), just enough to split a file into packets
@@ -158,6 +175,7 @@ function looksArmored(bytes: Uint8Array): boolean {
 
 /** Every armored block in `bytes` (a file may be several files concatenated), as binary. */
 async function dearmorAll(bytes: Uint8Array, what: string, code: 'KEY_INVALID' | 'MALFORMED_BUNDLE'): Promise<Array<{ type: string; data: Uint8Array }>> {
+  await loadOpenpgp();
   const text = new TextDecoder('utf-8').decode(bytes);
   const blocks = [...text.matchAll(ARMOR_RE)];
   if (blocks.length === 0) throw new AppendlogError(code, `${what}: no complete ASCII-armored OpenPGP block`);
@@ -200,7 +218,7 @@ interface Revocation {
 interface KeyInfo {
   keyId: string;
   fingerprint: string;
-  packet: openpgp.PublicKeyPacket | openpgp.PublicSubkeyPacket;
+  packet: OpenPGP.PublicKeyPacket | OpenPGP.PublicSubkeyPacket;
   primary: boolean;
   created: number;
   /** Valid binding (subkey) or self (primary) signatures, newest first. */
@@ -233,7 +251,8 @@ const FPR_RE = /^(?:0x)?[0-9A-Fa-f]{40}$/;
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex').toUpperCase();
 
-async function rawVerify(sig: openpgp.SignaturePacket, key: openpgp.PublicKeyPacket | openpgp.PublicSubkeyPacket, type: number, data: object): Promise<boolean> {
+async function rawVerify(sig: OpenPGP.SignaturePacket, key: OpenPGP.PublicKeyPacket | OpenPGP.PublicSubkeyPacket, type: number, data: object): Promise<boolean> {
+  await loadOpenpgp();
   try {
     // date = null: only the mathematics and the issuer; times are judged here.
     await sig.verify(key as never, type as never, data as never, null as never, false, RAW_CONFIG);
@@ -245,11 +264,11 @@ async function rawVerify(sig: openpgp.SignaturePacket, key: openpgp.PublicKeyPac
 
 const ms = (d: Date | null | undefined): number => (d ? d.getTime() : 0);
 
-function keyExpiry(keyCreated: number, sig: openpgp.SignaturePacket): number | null {
+function keyExpiry(keyCreated: number, sig: OpenPGP.SignaturePacket): number | null {
   return sig.keyNeverExpires === false && sig.keyExpirationTime ? keyCreated + sig.keyExpirationTime * 1000 : null;
 }
 
-async function revocationsOf(list: openpgp.SignaturePacket[], primary: openpgp.PublicKeyPacket, type: number, data: object): Promise<Revocation[]> {
+async function revocationsOf(list: OpenPGP.SignaturePacket[], primary: OpenPGP.PublicKeyPacket, type: number, data: object): Promise<Revocation[]> {
   const out: Revocation[] = [];
   for (const r of list) {
     // Third-party (designated revoker) revocations are not followed: their key is not given.
@@ -261,8 +280,9 @@ async function revocationsOf(list: openpgp.SignaturePacket[], primary: openpgp.P
   return out;
 }
 
-async function certificateInfo(key: openpgp.Key, source: string): Promise<TrustedCertificate> {
-  const primary = key.keyPacket as openpgp.PublicKeyPacket;
+async function certificateInfo(key: OpenPGP.Key, source: string): Promise<TrustedCertificate> {
+  await loadOpenpgp();
+  const primary = key.keyPacket as OpenPGP.PublicKeyPacket;
   const pCreated = ms(primary.created);
   const selfSigs: SelfSig[] = [];
   const userIds: string[] = [];
@@ -270,7 +290,7 @@ async function certificateInfo(key: openpgp.Key, source: string): Promise<Truste
   for (const u of key.users) {
     if (!u.userID) continue; // user attributes (photos) bind nothing we show
     const data = { userID: u.userID, key: primary };
-    const valid: openpgp.SignaturePacket[] = [];
+    const valid: OpenPGP.SignaturePacket[] = [];
     for (const s of u.selfCertifications) {
       if (s.signatureType === null || s.signatureType < E.certGeneric || s.signatureType > E.certPositive) continue;
       if (!s.issuerKeyID.equals(primary.getKeyID())) continue;
@@ -283,7 +303,7 @@ async function certificateInfo(key: openpgp.Key, source: string): Promise<Truste
     userIds.push(u.userID.userID);
     for (const s of valid) selfSigs.push({ created: ms(s.created), expires: keyExpiry(pCreated, s), flags: s.keyFlags?.[0] ?? null });
   }
-  for (const s of (key as unknown as { directSignatures: openpgp.SignaturePacket[] }).directSignatures) {
+  for (const s of (key as unknown as { directSignatures: OpenPGP.SignaturePacket[] }).directSignatures) {
     if (s.signatureType !== E.key || !s.issuerKeyID.equals(primary.getKeyID())) continue;
     if (await rawVerify(s, primary, E.key, { key: primary })) selfSigs.push({ created: ms(s.created), expires: keyExpiry(pCreated, s), flags: s.keyFlags?.[0] ?? null });
   }
@@ -301,10 +321,10 @@ async function certificateInfo(key: openpgp.Key, source: string): Promise<Truste
     },
   ];
   for (const sub of key.subkeys) {
-    const sp = sub.keyPacket as openpgp.PublicSubkeyPacket;
+    const sp = sub.keyPacket as OpenPGP.PublicSubkeyPacket;
     const sCreated = ms(sp.created);
     const data = { key: primary, bind: sp };
-    const bindings: Array<{ sig: openpgp.SignaturePacket; info: SelfSig }> = [];
+    const bindings: Array<{ sig: OpenPGP.SignaturePacket; info: SelfSig }> = [];
     for (const s of sub.bindingSignatures) {
       if (s.signatureType !== E.subkeyBinding || !s.issuerKeyID.equals(primary.getKeyID())) continue;
       if (await rawVerify(s, primary, E.subkeyBinding, data)) bindings.push({ sig: s, info: { created: ms(s.created), expires: keyExpiry(sCreated, s), flags: s.keyFlags?.[0] ?? null } });
@@ -360,6 +380,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
  * or subkey to a certificate given earlier).
  */
 export async function loadTrustStore(sources: KeySource[], opts: { signers?: string[] } = {}): Promise<TrustStore> {
+  await loadOpenpgp();
   const byFpr = new Map<string, TrustedCertificate>();
   const skipped: TrustStore['skipped'] = [];
   for (const src of sources) {
@@ -524,6 +545,7 @@ function keyRefusal(cert: TrustedCertificate, k: KeyInfo, t: number, now: number
  * or for more distinct packets than any honest bundle has.
  */
 export async function evaluateSignatures(input: EvaluateInput): Promise<SignatureVerdict> {
+  await loadOpenpgp();
   const skew = input.skewMs ?? CLOCK_SKEW_MS;
   const literal = new openpgp.LiteralDataPacket();
   (literal as unknown as { setBytes(b: Uint8Array, f: number): void }).setBytes(input.manifest, openpgp.enums.literal.binary);
@@ -566,7 +588,7 @@ export async function evaluateSignatures(input: EvaluateInput): Promise<Signatur
     if (version !== 4) {
       return { ...base, version, status: 'refused', code: 'PACKET_VERSION', message: `a version ${version ?? '?'} signature packet: only version 4 is supported` };
     }
-    let sig: openpgp.SignaturePacket | undefined;
+    let sig: OpenPGP.SignaturePacket | undefined;
     try {
       sig = (await openpgp.readSignature({ binarySignature: raw.bytes })).packets[0];
     } catch {
@@ -661,6 +683,7 @@ export const NO_TRUST: TrustStore = { certificates: [], pinned: null, skipped: [
 
 /** Parses an armored detached signature just to name its issuer(s); throws if it is not one. */
 export async function signatureIssuers(armored: string): Promise<string[]> {
+  await loadOpenpgp();
   try {
     const sig = await openpgp.readSignature({ armoredSignature: armored });
     if (sig.packets.length === 0) throw new Error('no signature packet');
@@ -675,7 +698,8 @@ export async function signatureIssuers(armored: string): Promise<string[]> {
  * signature, as `gpg -a -b` makes, so `gpg --verify` accepts it.
  */
 export async function signDetached(data: Uint8Array, armoredKey: string, passphrase?: string): Promise<string> {
-  let key: openpgp.PrivateKey;
+  await loadOpenpgp();
+  let key: OpenPGP.PrivateKey;
   try {
     key = await openpgp.readPrivateKey({ armoredKey });
   } catch (e) {
