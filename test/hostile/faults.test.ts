@@ -34,6 +34,10 @@ import {
   sleep,
   start,
   startService,
+  committed,
+  waitForLines,
+  waitForOpenFile,
+  waitUntil,
   tempDir,
   type Run,
   type Started,
@@ -68,7 +72,8 @@ describe('when the sender disconnects in the middle of a line (raw mode)', () =>
     faultsTried.push('disconnect mid-line');
     const s = startService('build-vm', 'cut', db, { stdin: 'keep' });
     await send(s, 'line 1\nline 2\npart');
-    await sleep(200); // read and committed while the line is still open
+    // Read, and the whole lines committed, while the last line is still open.
+    await waitForLines(db, 'build-vm', 'cut', 2, s);
     await send(s, 'ial li');
     await sleep(100);
     s.child.stdin!.end();
@@ -118,7 +123,9 @@ describe('when the sender\'s connection is reset (TCP RST) in the middle of a li
     const [sock] = (await once(server, 'connection')) as [net.Socket];
     const s = startService('build-vm', 'reset', db, { stdinFrom: sock });
     client.write('line one\npartial li');
-    await sleep(400);
+    // The service has read the bytes (its first line is committed) and
+    // holds the open line when the reset comes.
+    await waitForLines(db, 'build-vm', 'reset', 1, s);
     client.resetAndDestroy();
     sock.destroy();
     server.close();
@@ -201,12 +208,20 @@ describe('when the service is SIGKILLed mid-stream', () => {
     faultsTried.push('SIGKILL mid-stream');
     const s = startService('build-vm', 'killed', db, { stdin: 'keep' });
     pid = s.pid;
+    // Streams for 800 ms and at least until a first line is committed (the
+    // service may be slow to start on a loaded machine): the kill lands
+    // mid-stream, after something was stored.
     const until = Date.now() + 800;
-    for (let i = 0; Date.now() < until; i++) {
+    let checked = 0;
+    for (let i = 0; ; i++) {
       const chunk = numbered(`k${i}`, 200);
       sent = Buffer.concat([sent, chunk]);
       await send(s, chunk);
       await sleep(5);
+      if (Date.now() < until || Date.now() - checked < 100) continue;
+      checked = Date.now();
+      if (committed(db, 'build-vm', 'killed').some((e) => e.kind === KIND.LINE)) break;
+      if (Date.now() > until + 60_000) throw new Error('the service stored nothing in 60 s');
     }
     process.kill(pid, 'SIGKILL');
     killed = await s.done;
@@ -263,7 +278,8 @@ describe('when one of two concurrent sessions of one log is SIGKILLed', () => {
   it('the other session finishes with all its lines; the next session records only the killed one as lost', async () => {
     faultsTried.push('SIGKILL of one of two concurrent sessions');
     const a = startService('build-vm', 'shared', db, { stdin: 'keep' });
-    await sleep(300);
+    // a's session is open (and so has its number) before b starts.
+    await waitUntil('session a open', () => committed(db, 'build-vm', 'shared').some((e) => e.kind === KIND.SESSION_OPEN), { s: a });
     const bInput = numbered('B', 5000);
     const b = startService('build-vm', 'shared', db, { stdin: 'keep' });
     for (let i = 0; i < 10; i++) {
@@ -298,7 +314,9 @@ describe.each([
     faultsTried.push(`${signal} while idle`);
     const s = startService('build-vm', 'stopped', db, { stdin: 'keep' });
     await send(s, sent);
-    await sleep(300);
+    // Up (its handlers are set before it opens the store), the whole lines
+    // read and committed; the open line waits for more that never comes.
+    await waitForLines(db, 'build-vm', 'stopped', 2, s);
     process.kill(s.pid, signal);
     r = await s.done;
     s.child.stdin!.destroy();
@@ -357,7 +375,7 @@ describe('when the service gets SIGHUP (not one it handles)', () => {
     const db = newDb();
     const s = startService('build-vm', 'hup', db, { stdin: 'keep' });
     await send(s, 'before hangup\n');
-    await sleep(300);
+    await waitForLines(db, 'build-vm', 'hup', 1, s);
     process.kill(s.pid, 'SIGHUP');
     const r = await s.done;
     s.child.stdin!.destroy();
@@ -371,16 +389,16 @@ describe('when the service gets SIGHUP (not one it handles)', () => {
   });
 });
 
-describe('durability: a line written more than one commit interval before a SIGKILL is in the store', () => {
-  const ROUNDS: Array<[string, Record<string, string>, number]> = [
-    ['default interval (50 ms), round 1', {}, 300],
-    ['default interval (50 ms), round 2', {}, 300],
-    ['default interval (50 ms), round 3', {}, 300],
-    ['APPENDLOG_COMMIT_INTERVAL_MS=200', { APPENDLOG_COMMIT_INTERVAL_MS: '200' }, 500],
-    ['APPENDLOG_COMMIT_INTERVAL_MS=1 (commit almost at once)', { APPENDLOG_COMMIT_INTERVAL_MS: '1' }, 100],
+describe('durability: lines are committed while the session is still open, and a SIGKILL loses none of them', () => {
+  const ROUNDS: Array<[string, Record<string, string>]> = [
+    ['default interval (50 ms), round 1', {}],
+    ['default interval (50 ms), round 2', {}],
+    ['default interval (50 ms), round 3', {}],
+    ['APPENDLOG_COMMIT_INTERVAL_MS=200', { APPENDLOG_COMMIT_INTERVAL_MS: '200' }],
+    ['APPENDLOG_COMMIT_INTERVAL_MS=1 (commit almost at once)', { APPENDLOG_COMMIT_INTERVAL_MS: '1' }],
   ];
 
-  it.each(ROUNDS)('%s: every line written before the wait survives', async (_what, env, waitMs) => {
+  it.each(ROUNDS)('%s: every line written and committed before the kill survives', async (_what, env) => {
     faultsTried.push(`durability (${_what})`);
     const db = newDb();
     const s = startService('build-vm', 'durable', db, { stdin: 'keep', env });
@@ -391,7 +409,13 @@ describe('durability: a line written more than one commit interval before a SIGK
       await send(s, chunk);
       await sleep(10);
     }
-    await sleep(waitMs);
+    // The sender stays connected: the lines must be committed by the commit
+    // timer, not by the end of the session. No fixed wait (the service may
+    // be slow to start on a loaded machine): we wait for all of them to be
+    // committed, then kill, and the store must still hold them all.
+    const t0 = Date.now();
+    await waitForLines(db, 'build-vm', 'durable', sent.toString().split('\n').length - 1, s);
+    report(`durability (${_what}): all lines committed, sender still connected`, `${Date.now() - t0} ms after the last write`);
     process.kill(s.pid, 'SIGKILL');
     expect((await s.done).signal).toBe('SIGKILL');
     const stored = await showRaw(db, 'build-vm/durable');
@@ -455,7 +479,10 @@ describe('when another process holds the store\'s write lock', () => {
     const lock = await holdLock(db);
     const s = startService('build-vm', 'locked', db, { stdin: 'keep' });
     await send(s, 'queued line\n');
-    await sleep(800);
+    // It has opened the store (its SIGTERM handler is set before that) and
+    // waits for the lock; a little more so the wait is under way.
+    await waitForOpenFile(s.pid, db, s);
+    await sleep(300);
     process.kill(s.pid, 'SIGTERM');
     await sleep(300);
     await lock.release();

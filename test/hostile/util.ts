@@ -19,7 +19,7 @@
  * shows up as a failing test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -184,6 +184,64 @@ export function sh(script: string, opts: StartOptions = {}): Promise<Run> {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls until `ready()` returns a value other than undefined/false, then
+ * returns it. For waiting on something the test can observe (a committed
+ * entry, an open file) instead of a fixed sleep: on a loaded machine the
+ * service may take seconds to start, and a fault sent before it is ready
+ * tests nothing. `s`, if given, ends the wait early if that process exits.
+ */
+export async function waitUntil<T>(what: string, ready: () => T | undefined | false, opts: { timeoutMs?: number; s?: Started } = {}): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  let exited = false;
+  void opts.s?.done.then(() => (exited = true), () => (exited = true));
+  for (;;) {
+    const v = ready();
+    if (v !== undefined && v !== false) return v;
+    if (exited) throw new Error(`gave up waiting for ${what}: the process exited first`);
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${opts.timeoutMs ?? 60_000} ms`);
+    await sleep(20);
+  }
+}
+
+/** The log's committed entries, or [] while the store or the log does not exist yet. */
+export function committed(db: string, vm: string, name: string): StoredEntry[] {
+  if (!existsSync(db)) return [];
+  try {
+    return entries(db, vm, name);
+  } catch (e) {
+    // The first session may not have created the tables yet.
+    if (/no such table|SQLITE_BUSY|database is locked/i.test(String((e as Error).message))) return [];
+    throw e;
+  }
+}
+
+/** Waits until the log has at least `n` committed LINE entries (the service is up and reading). */
+export function waitForLines(db: string, vm: string, name: string, n: number, s?: Started): Promise<StoredEntry[]> {
+  return waitUntil(`${n} committed line(s) in ${vm}/${name}`, () => {
+    const lines = committed(db, vm, name).filter((e) => e.kind === KIND.LINE);
+    return lines.length >= n && lines;
+  }, s ? { s } : {});
+}
+
+/** Waits until process `pid` has `path` open (it has got as far as opening the store). */
+export function waitForOpenFile(pid: number, path: string, s?: Started): Promise<true> {
+  const real = realpathSync(path);
+  return waitUntil(`pid ${pid} to open ${path}`, () => {
+    try {
+      return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`) === real;
+        } catch {
+          return false;
+        }
+      });
+    } catch {
+      return false;
+    }
+  }, s ? { s } : {});
+}
 
 // ---------------------------------------------------------------------------
 // The invariant, as assertions
