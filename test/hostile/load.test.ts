@@ -26,6 +26,8 @@ import {
   service,
   showRaw,
   sleep,
+  committed,
+  waitUntil,
   startService,
   tempDir,
   type KeyPair,
@@ -130,7 +132,11 @@ describe('when a log is sealed while three senders still stream into it', () => 
     };
     let sealedAt = 0;
     const streaming = senders.map((_, k) => stream(k));
-    await sleep(1000);
+    // The seal comes once every sender's session is open and has committed
+    // lines (not after a fixed sleep: on a loaded machine a service may take
+    // seconds to start), so it lands in the middle of all three streams.
+    await waitUntil('a committed line from every sender', () => new Set(committed(db, 'vm-s', 'release').filter((e) => e.kind === KIND.LINE).map((e) => e.session)).size >= SENDERS);
+    await sleep(300);
     // LOG_BUSY (the head moved while signing) is documented; try again, as an admin would.
     for (sealAttempts = 1; sealAttempts <= 10; sealAttempts++) {
       sealRun = await seal(db, REF, key);
