@@ -30,12 +30,17 @@ import {
   tempDir,
   type Run,
 } from './util.js';
+import { FRAME_PROTOCOL, FrameType, claimBytes, encodeFrame } from '../../packages/shared/src/index.js';
 
 const tmp = tempDir('appendlog-hostile-resources-');
 
 const MiB = 1024 * 1024;
-/** Exactly 1 MiB of payload: 16 lines of exactly --max-line (65536) bytes, one entry each. */
-const ONE_MIB = Buffer.concat(Array.from({ length: 16 }, (_, i) => Buffer.concat([Buffer.alloc(65536, 0x61 + i), Buffer.from('\n')])));
+/** Per stored entry beyond its payload: the 26-byte header (docs/FORMAT.md 3.1) and its 32-byte hash. */
+const OVERHEAD = 26 + 32;
+/** `n` lines of exactly --max-line (65536) bytes, one entry each. */
+const maxLines = (n: number): Buffer => Buffer.concat(Array.from({ length: n }, (_, i) => Buffer.concat([Buffer.alloc(65536, 0x61 + i), Buffer.from('\n')])));
+/** 15 such lines: 15 * (65536 + 58) stored bytes, room in 1 MiB for a session's open and close. */
+const FIFTEEN = maxLines(15);
 const isPrefix = (stored: Buffer, sent: Buffer): boolean => stored.length <= sent.length && sent.subarray(0, stored.length).equals(stored);
 
 async function integrityOk(db: string): Promise<void> {
@@ -44,31 +49,84 @@ async function integrityOk(db: string): Promise<void> {
   expect(r.stdout.toString().trim(), r.stderr).toBe('ok');
 }
 
-describe('when VMs hit the per-log (1 MiB) and per-VM (2 MiB) quotas', () => {
+/** What the store says a log holds: its usage row (what quotas count) and the bytes of its blocks and hashes. */
+async function storedBytes(db: string, vm: string, name: string): Promise<{ usage: number; blocks: number }> {
+  const r = await sqlite(
+    db,
+    `SELECT (SELECT stored FROM usage u WHERE u.log_id = l.id), (SELECT SUM(length(data) + length(hashes)) FROM blocks b WHERE b.log_id = l.id) FROM logs l WHERE l.vm = '${vm}' AND l.name = '${name}'`,
+  );
+  expectNoCrash(r, 'sqlite3');
+  const [usage, blocks] = r.stdout.toString().trim().split('|').map(Number);
+  return { usage: usage!, blocks: blocks! };
+}
+
+/** The quota-exceeded notice, then the close with reason quota, end the log's last session. */
+function expectQuotaTail(db: string, vm: string, name: string, quota: RegExp): void {
+  const tail = events(db, vm, name).slice(-2);
+  expect(tail.map((e) => e.kind)).toEqual([KIND.NOTICE, KIND.SESSION_CLOSE]);
+  expect(tail[0]!.json).toMatchObject({ notice: 'quota-exceeded' });
+  expect(String(tail[0]!.json.detail)).toMatch(quota);
+  expect(tail[1]!.json).toMatchObject({ reason: 'quota' });
+  expect(String(tail[1]!.json.detail)).toMatch(/not stored/);
+}
+
+describe('when VMs hit the per-log (1 MiB) and per-VM (2 MiB) quotas, which count every stored byte', () => {
   const db = join(tmp.dir, 'quota.db');
   const Q = { APPENDLOG_QUOTA_LOG_MIB: '1', APPENDLOG_QUOTA_VM_MIB: '2' };
   const FLOOD = numbered('flood', 60_000); // about 3 MiB
+  const EMPTY = Buffer.alloc(100_000, 0x0a); // 100000 empty lines: no payload, 5.8 MB stored
+  const hello = encodeFrame(FrameType.HELLO, claimBytes({ claim: 'hello', protocol: FRAME_PROTOCOL, sender: 'flood', hostname: 'h', command: ['make'] }));
+  const claim = encodeFrame(FrameType.CLAIM, claimBytes({ claim: 'artifact', path: 'out/a.bin', sha256: 'a'.repeat(64), size: 1 }));
+  const CLAIMS = Buffer.concat([hello, ...Array.from({ length: 20_000 }, () => claim), encodeFrame(FrameType.END)]); // no lines at all
   const r: Record<string, Run> = {};
+  const s: Record<string, { usage: number; blocks: number }> = {};
 
   beforeAll(async () => {
-    r.fill = await service('vm-a', 'one', db, { input: ONE_MIB, env: Q });
+    r.fill = await service('vm-a', 'one', db, { input: FIFTEEN, env: Q });
+    s.fill = await storedBytes(db, 'vm-a', 'one');
+    r.sixteenth = await service('vm-a', 'one', db, { input: maxLines(1), env: Q });
+    // Top the log up to just under its quota (what is left is less than the
+    // next session's open, notice and close), so the next refusal takes it
+    // past and the session after that is refused at open.
+    const room = MiB - (await storedBytes(db, 'vm-a', 'one')).usage;
+    r.topUp = await service('vm-a', 'one', db, { input: Buffer.concat([Buffer.alloc(room - 2 * OVERHEAD - 250, 0x7a), Buffer.from('\n')]), env: Q });
+    r.over = await service('vm-a', 'one', db, { input: 'one more line\n', env: Q });
     r.again = await service('vm-a', 'one', db, { input: 'one more line\n', env: Q });
     r.flood = await service('vm-a', 'two', db, { input: FLOOD, env: Q, measure: true });
-    r.vmOver = await service('vm-a', 'three', db, { input: ONE_MIB, env: Q });
-    r.otherVm1 = await service('vm-b', 'one', db, { input: ONE_MIB, env: Q });
-    r.otherVm2 = await service('vm-b', 'two', db, { input: ONE_MIB, env: Q });
-    r.vmFull = await service('vm-b', 'three', db, { input: 'x\n', env: Q });
+    r.empty = await service('vm-c', 'empty', db, { input: EMPTY, env: Q, measure: true });
+    r.claims = await service('vm-d', '_framed.claims', db, { input: CLAIMS, env: Q, measure: true });
+    r.otherVm1 = await service('vm-b', 'one', db, { input: FIFTEEN, env: Q });
+    r.otherVm2 = await service('vm-b', 'two', db, { input: FIFTEEN, env: Q });
+    r.vmOver = await service('vm-b', 'three', db, { input: FIFTEEN, env: Q });
   }, 120_000);
 
-  it('a log filled to exactly its quota is accepted (exit 0, 1 MiB stored)', () => {
-    expect(expectReceipt(r.fill!)).toMatchObject({ bytes: MiB });
+  it('a log that stays within its quota is accepted, and the quota counts every entry with its header and hash, not only payloads', () => {
+    expect(expectReceipt(r.fill!)).toMatchObject({ bytes: 15 * 65536 });
+    // The usage row (what quotas count) is exactly the bytes of the stored blocks and hashes.
+    expect(s.fill!.usage).toBe(s.fill!.blocks);
+    expect(s.fill!.usage).toBeGreaterThan(15 * (65536 + OVERHEAD));
+    expect(s.fill!.usage).toBeLessThanOrEqual(MiB);
   });
 
-  it('the next session of that full log is refused at open: QUOTA_EXCEEDED (exit 18), a JSON error, nothing stored', async () => {
-    const { message } = expectServiceError(r.again!, 'QUOTA_EXCEEDED');
+  it('1 MiB of payload does not fit a 1 MiB quota: the 16th max-length line is refused, QUOTA_EXCEEDED (exit 18), chained notice and close reason quota', async () => {
+    const { message } = expectServiceError(r.sixteenth!, 'QUOTA_EXCEEDED');
     expect(message).toMatch(/vm-a\/one/);
+    expect(expectReceipt(r.topUp!).log).toBe('vm-a/one');
+    expectServiceError(r.over!, 'QUOTA_EXCEEDED');
+    expectQuotaTail(db, 'vm-a', 'one', /vm-a\/one.*quota/);
+  });
+
+  it('once the log holds its quota, the next session is refused at open: QUOTA_EXCEEDED (exit 18), a JSON error, nothing stored', async () => {
+    const { message } = expectServiceError(r.again!, 'QUOTA_EXCEEDED');
+    expect(message).toMatch(/vm-a\/one.*is at/);
     const log = (await listLogs(db)).find((l) => l.vm === 'vm-a' && l.name === 'one')!;
-    expect(log).toMatchObject({ sessions: 1, bytes: MiB, entries: 16 + 2 });
+    // fill, the refused 16th line, the top-up, the refused line: 4 sessions, the refused-at-open one is not among them.
+    expect(log).toMatchObject({ sessions: 4 });
+    const u = await storedBytes(db, 'vm-a', 'one');
+    expect(u.usage).toBe(u.blocks);
+    expect(u.usage).toBeGreaterThanOrEqual(MiB);
+    // Only the notice and close of the refused session go past the quota (a bounded overshoot).
+    expect(u.usage).toBeLessThan(MiB + 2048);
   });
 
   describe('the session that floods a log past its quota', () => {
@@ -79,40 +137,44 @@ describe('when VMs hit the per-log (1 MiB) and per-VM (2 MiB) quotas', () => {
 
     it('its log holds at most the quota, as a prefix of whole lines of what was sent', async () => {
       const stored = await showRaw(db, 'vm-a/two');
-      expect(stored.length).toBeGreaterThan(0);
-      expect(stored.length - stored.filter((c) => c === 0x0a).length).toBeLessThanOrEqual(MiB);
       expect(isPrefix(stored, FLOOD)).toBe(true);
-      expect(stored[stored.length - 1]).toBe(0x0a);
+      if (stored.length > 0) expect(stored[stored.length - 1]).toBe(0x0a);
+      const u = await storedBytes(db, 'vm-a', 'two');
+      expect(u.usage).toBeLessThanOrEqual(MiB + 2048);
     });
 
     it('a NOTICE quota-exceeded event is chained, then the session closes with reason quota, saying what was not stored', () => {
-      const ev = events(db, 'vm-a', 'two');
-      const tail = ev.slice(-2);
-      expect(tail.map((e) => e.kind)).toEqual([KIND.NOTICE, KIND.SESSION_CLOSE]);
-      expect(tail[0]!.json).toMatchObject({ notice: 'quota-exceeded' });
-      expect(String(tail[0]!.json.detail)).toMatch(/vm-a\/two.*quota/);
-      expect(tail[1]!.json).toMatchObject({ reason: 'quota' });
-      expect(String(tail[1]!.json.detail)).toMatch(/not stored/);
+      expectQuotaTail(db, 'vm-a', 'two', /vm-a\/two.*quota/);
     });
   });
 
-  it('a session that would take the VM past its 2 MiB gets QUOTA_EXCEEDED naming the VM quota, chained as a notice', () => {
+  it('a flood of empty lines (no payload bytes at all) hits the quota: QUOTA_EXCEEDED (exit 18), chained notice, close reason quota, bounded memory', async () => {
+    expectServiceError(r.empty!, 'QUOTA_EXCEEDED');
+    expect(r.empty!.peakRssKiB!).toBeLessThan(150e6 / 1024);
+    expectQuotaTail(db, 'vm-c', 'empty', /vm-c\/empty.*quota/);
+    const u = await storedBytes(db, 'vm-c', 'empty');
+    expect(u.usage).toBe(u.blocks);
+    expect(u.usage).toBeLessThanOrEqual(MiB + 2048);
+  });
+
+  it('a flood of claims (framed, no lines at all) hits the quota: QUOTA_EXCEEDED (exit 18), chained notice, close reason quota', async () => {
+    expectServiceError(r.claims!, 'QUOTA_EXCEEDED');
+    expect(r.claims!.peakRssKiB!).toBeLessThan(150e6 / 1024);
+    expectQuotaTail(db, 'vm-d', 'claims', /vm-d\/claims.*quota/);
+    const claims = entries(db, 'vm-d', 'claims').filter((e) => e.kind === KIND.CLAIM).length;
+    expect(claims).toBeLessThan(20_000);
+    const u = await storedBytes(db, 'vm-d', 'claims');
+    expect(u.usage).toBeLessThanOrEqual(MiB + 2048);
+  });
+
+  it('another VM is unaffected by vm-a\'s full log: vm-b stores 15 max lines in each of two logs', () => {
+    expect(expectReceipt(r.otherVm1!)).toMatchObject({ log: 'vm-b/one', bytes: 15 * 65536 });
+    expect(expectReceipt(r.otherVm2!)).toMatchObject({ log: 'vm-b/two', bytes: 15 * 65536 });
+  });
+
+  it('a session that would take the VM past its 2 MiB (though its log has room) gets QUOTA_EXCEEDED naming the VM quota, chained as a notice', () => {
     expectServiceError(r.vmOver!, 'QUOTA_EXCEEDED');
-    const ev = events(db, 'vm-a', 'three');
-    const notice = ev.find((e) => e.kind === KIND.NOTICE)!;
-    expect(notice.json).toMatchObject({ notice: 'quota-exceeded' });
-    expect(String(notice.json.detail)).toMatch(/VM vm-a/);
-    expect(ev[ev.length - 1]!.json).toMatchObject({ reason: 'quota' });
-  });
-
-  it('another VM is unaffected: vm-b stores 1 MiB in each of two logs', () => {
-    expect(expectReceipt(r.otherVm1!)).toMatchObject({ log: 'vm-b/one', bytes: MiB });
-    expect(expectReceipt(r.otherVm2!)).toMatchObject({ log: 'vm-b/two', bytes: MiB });
-  });
-
-  it('once a VM holds its quota exactly, a new log of it is refused at open and not even created', async () => {
-    expectServiceError(r.vmFull!, 'QUOTA_EXCEEDED');
-    expect((await listLogs(db)).find((l) => l.vm === 'vm-b' && l.name === 'three')).toBeUndefined();
+    expectQuotaTail(db, 'vm-b', 'three', /VM vm-b/);
   });
 
   it('every chain of the store verifies', async () => {
@@ -214,8 +276,10 @@ describe.skipIf(!tmpfs.ok)(
 
     beforeAll(async () => {
       // Other files take part of the disk, so that freeing them later leaves
-      // room for the store to checkpoint its WAL and go on.
-      writeFileSync(ballast, Buffer.alloc(2.5 * MiB));
+      // room for the store to checkpoint its WAL and go on. What is left
+      // (1.75 MiB) holds a new store's schema (one 64 KiB page per table and
+      // index, written through the WAL) and its first session, not the input.
+      writeFileSync(ballast, Buffer.alloc(2.25 * MiB));
       r = await service('build-vm', 'big', db, { input: INPUT });
     });
 

@@ -95,6 +95,11 @@ class Session {
   /** Lines/bytes in the batch not committed yet (not counted as stored). */
   private pendingLines = 0;
   private pendingBytes = 0;
+  /**
+   * Set once a quota refused a batch: what follows is only the notice that
+   * says so and the close, which must go in although the quota counts them.
+   */
+  quotaExempt = false;
 
   constructor(
     readonly opts: AppendOptions,
@@ -146,7 +151,10 @@ class Session {
     }
     if (this.builder.count === 0) return;
     // On failure the batch stays as it is: discard() drops it and reports what it held.
-    const block = this.opts.store.append(this.log, this.builder, endSession ? { endSession: this.session } : {});
+    const block = this.opts.store.append(this.log, this.builder, {
+      ...(endSession ? { endSession: this.session } : {}),
+      ...(this.quotaExempt ? { skipQuota: true } : {}),
+    });
     this.head = { entries: block.firstSeq + block.count - 1, hash: block.head };
     this.lines += this.pendingLines;
     this.bytes += this.pendingBytes;
@@ -305,6 +313,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch and the rest of the input were not stored`;
     if (f.code === 'QUOTA_EXCEEDED') {
       reason = 'quota';
+      s.quotaExempt = true;
       s.event(Kind.NOTICE, canonicalBytes({ notice: 'quota-exceeded', detail: f.message, unread: lost }));
     } else {
       reason = 'error';
@@ -366,6 +375,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
       reason = 'quota';
       detail = `${e.message}; ${lost}`;
       failure ??= e;
+      s.quotaExempt = true;
       s.event(Kind.NOTICE, canonicalBytes({ notice: 'quota-exceeded', detail: e.message, unread: lost }));
       writeClose();
     }

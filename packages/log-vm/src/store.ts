@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS blocks (
   hashes     BLOB NOT NULL,
   UNIQUE (log_id, first_seq)
 );
+-- Bytes stored per log (entry data with headers, and the entry hashes): what
+-- quotas count, so a flood of empty lines, events or claims hits them too.
+CREATE TABLE IF NOT EXISTS usage (
+  log_id INTEGER PRIMARY KEY REFERENCES logs (id),
+  stored INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS heads (
   log_id    INTEGER PRIMARY KEY REFERENCES logs (id),
   entries   INTEGER NOT NULL,
@@ -166,7 +172,11 @@ export interface SealRow {
   prev_hash: Buffer | null;
 }
 
-/** Byte quotas on line payloads; past them a session is closed with reason `quota`. */
+/**
+ * Byte quotas on what a log stores: every entry with its header and hash
+ * (lines, events, claims), not only line payloads; past them a session is
+ * closed with reason `quota`.
+ */
 export interface Quotas {
   logBytes: number;
   vmBytes: number;
@@ -395,7 +405,7 @@ export class Store {
     const builder = new BlockBuilder(4096);
     for (const n of notices) builder.add(now(), opened.session, Kind.NOTICE, 0, canonicalBytes(n));
     builder.add(now(), opened.session, Kind.SESSION_CLOSE, 0, canonicalBytes({ reason: 'eof', session: opened.session, lines: 0, bytes: 0 }));
-    const block = this.append(opened.log, builder, { endSession: opened.session });
+    const block = this.append(opened.log, builder, { endSession: opened.session, skipQuota: true });
     return { session: opened.session, entries: block.firstSeq + block.count - 1 };
   }
 
@@ -414,11 +424,13 @@ export class Store {
    * returns the committed block. Refuses (LOG_SEALED) when the log was sealed
    * meanwhile; nothing of the batch is stored then.
    */
-  append(log: LogRow, builder: BlockBuilder, opts: { endSession?: number } = {}): FinishedBlock {
+  append(log: LogRow, builder: BlockBuilder, opts: { endSession?: number; skipQuota?: boolean } = {}): FinishedBlock {
     const run = this.db.transaction(() => {
       const head = this.getHead(log.id);
       if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${log.vm}/${log.name} was sealed; the rest of this session is refused`);
-      if (builder.lineBytes > 0) this.checkQuota(log, head, builder.lineBytes);
+      // skipQuota: the few entries that record a quota refusal (its notice and
+      // the close) and log-VM events; bounded per session, so no flood.
+      if (builder.count > 0 && opts.skipQuota !== true) this.checkQuota(log, head, storedSize(builder));
       const block = this.insertBlock(log, head, builder, 0);
       if (opts.endSession !== undefined) this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.endSession);
       return block;
@@ -434,12 +446,14 @@ export class Store {
    * Inside a transaction: refuses a batch that would take the log or its VM
    * past a quota (`adding` 0: opening a session, refused once at the quota).
    */
-  private checkQuota(log: LogRow, head: HeadRow, adding: number): void {
+  private checkQuota(log: LogRow, _head: HeadRow, adding: number): void {
     const over = (stored: number, quota: number): boolean => (adding === 0 ? stored >= quota : stored + adding > quota);
-    if (over(head.bytes, this.quotas.logBytes)) {
-      throw new AppendlogError('QUOTA_EXCEEDED', `log ${log.vm}/${log.name} ${adding === 0 ? 'is at' : 'would exceed'} its quota of ${this.quotas.logBytes} bytes (${head.bytes} stored)`);
+    this.fillUsage(log.vm);
+    const logBytes = this.storedBytes(log.id);
+    if (over(logBytes, this.quotas.logBytes)) {
+      throw new AppendlogError('QUOTA_EXCEEDED', `log ${log.vm}/${log.name} ${adding === 0 ? 'is at' : 'would exceed'} its quota of ${this.quotas.logBytes} stored bytes (${logBytes} stored)`);
     }
-    const vmBytes = (this.db.prepare('SELECT COALESCE(SUM(h.bytes), 0) AS b FROM heads h JOIN logs l ON l.id = h.log_id WHERE l.vm = ?').get(log.vm) as { b: number }).b;
+    const vmBytes = (this.db.prepare('SELECT COALESCE(SUM(u.stored), 0) AS b FROM usage u JOIN logs l ON l.id = u.log_id WHERE l.vm = ?').get(log.vm) as { b: number }).b;
     if (over(vmBytes, this.quotas.vmBytes)) {
       throw new AppendlogError('QUOTA_EXCEEDED', `VM ${log.vm} ${adding === 0 ? 'is at' : 'would exceed'} its quota of ${this.quotas.vmBytes} bytes over all its logs (${vmBytes} stored)`);
     }
@@ -454,9 +468,32 @@ export class Store {
     }
   }
 
+  /** Stored bytes of a log (after fillUsage). */
+  storedBytes(logId: number): number {
+    return (this.db.prepare('SELECT stored FROM usage WHERE log_id = ?').get(logId) as { stored: number } | undefined)?.stored ?? 0;
+  }
+
+  /**
+   * Inside a transaction: gives every log of `vm` (or all) a usage row,
+   * counted from its blocks once for a store made before the table existed.
+   */
+  private fillUsage(vm?: string): void {
+    this.db
+      .prepare(
+        `INSERT INTO usage (log_id, stored)
+           SELECT l.id, COALESCE((SELECT SUM(length(b.data) + length(b.hashes)) FROM blocks b WHERE b.log_id = l.id), 0)
+             FROM logs l WHERE (? IS NULL OR l.vm = ?) AND l.id NOT IN (SELECT log_id FROM usage)`,
+      )
+      .run(vm ?? null, vm ?? null);
+  }
+
   /** Inside a transaction: numbers, chains and inserts the batch; moves the head. */
   insertBlock(log: LogRow, head: HeadRow, builder: BlockBuilder, newSessions: number, sealed = 0): FinishedBlock {
+    this.fillUsage(log.vm);
     const block = builder.finish(head.entries + 1, head.head);
+    this.db
+      .prepare('INSERT INTO usage (log_id, stored) VALUES (?, ?) ON CONFLICT (log_id) DO UPDATE SET stored = stored + excluded.stored')
+      .run(log.id, block.data.length + block.hashes.length);
     this.db
       .prepare('INSERT INTO blocks (log_id, first_seq, count, first_time, last_time, data, hashes) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(log.id, block.firstSeq, block.count, block.firstTime, block.lastTime, block.data, block.hashes);
@@ -546,6 +583,11 @@ export class Store {
       this.db.prepare('SELECT armored FROM signatures WHERE seal_index = ? ORDER BY n').all(sealIndex) as Array<{ armored: string }>
     ).map((r) => r.armored);
   }
+}
+
+/** What a batch will add to the store: its entries (headers and payloads) and a 32-byte hash each. */
+function storedSize(builder: BlockBuilder): number {
+  return builder.byteLength + 32 * builder.count;
 }
 
 /** Whether a service process is still running (kill 0 checks existence; EPERM means it is). */
