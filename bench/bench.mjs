@@ -159,7 +159,7 @@ async function main() {
   results.sizes = {};
   for (let i = 0; i < RUNS; i++) {
     const env = { APPENDLOG_DB: dbFor(i), L: LOGVM };
-    verifyStore.push(sh('node "$L" verify-chain bench/raw >/dev/null', env));
+    verifyStore.push(sh('node "$L" verify-chain --store bench/raw >/dev/null', env));
     seal.push(sh(`node "$L" seal bench/raw --signer key-file:${key.priv} >/dev/null`, env));
     forms.forEach((f, k) => {
       const out = join(work, `${i}-${f.out}`);

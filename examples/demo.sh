@@ -26,8 +26,8 @@ step "log VM: logvm list"
 logvm list
 step "log VM: logvm show build-vm/$name   (escape sequences made visible)"
 logvm show "build-vm/$name"
-step "log VM: logvm verify-chain build-vm/$name"
-logvm verify-chain "build-vm/$name"
+step "log VM: logvm verify-chain --store build-vm/$name"
+logvm verify-chain --store "build-vm/$name"
 
 step "build VM, with logsend: stream tags, input and artifact hashes, exit status, receipts"
 # A release script as they are written: it checks the source tarball, and

@@ -104,7 +104,7 @@ export async function showRaw(db: string, ref: string): Promise<Buffer> {
 }
 
 export async function verifyJson(db: string, ref: string): Promise<{ result: VerifyJson; code: number | null }> {
-  const r = await logvm(['verify-chain', '--json', ref], { db });
+  const r = await logvm(['verify-chain', '--json', '--store', ref], { db });
   return { result: JSON.parse(r.stdout.toString('utf8')) as VerifyJson, code: r.code };
 }
 

@@ -91,10 +91,10 @@ describe('when a build VM pipes a real make run into qubes.AppendLog+release-1',
   });
 
   it('verifies the chain: exit 0, OK, and the same head as the receipt', async () => {
-    const r = await logvm(['verify-chain', 'build-vm/release-1'], { db });
+    const r = await logvm(['verify-chain', '--store', 'build-vm/release-1'], { db });
     expect(r.code, r.stderr).toBe(0);
     const text = r.stdout.toString('utf8');
-    expect(text).toMatch(/^OK build-vm\/release-1: chain intact\n/);
+    expect(text).toMatch(/^OK store build-vm\/release-1: chain intact\n/);
     expect(text).toContain(`head:      ${receipt.head}\n`);
     expect(text).toContain(`entries:   ${receipt.entries} (${receipt.lines} lines, ${receipt.bytes} bytes, 1 sessions)`);
   });

@@ -65,7 +65,7 @@ function locate(seq: number): { block: BlockInfo; index: number; offset: number;
 
 /** verify-chain in both forms: human (exit status, stderr) and --json (code, seq). */
 async function expectFailure(db: string, code: keyof typeof EXIT, seq: number, { seqInMessage = true } = {}): Promise<void> {
-  const human = await logvm(['verify-chain', REF], { db });
+  const human = await logvm(['verify-chain', '--store', REF], { db });
   expect(human.code, human.stderr).toBe(EXIT[code]);
   expect(human.stdout.toString()).not.toMatch(/^OK/m);
   expect(human.stderr).toContain(`FAIL: ${code}`);

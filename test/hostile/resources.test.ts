@@ -241,7 +241,7 @@ describe('when the store is not a usable SQLite file', () => {
     const p = join(tmp.dir, `not-a-store-${Math.random().toString(36).slice(2)}`);
     make(p);
     expectServiceError(await service('build-vm', 'x', p, { input: 'line\n' }), 'STORE_ERROR');
-    const v = await logvm(['verify-chain', '--json', '--db', p, 'build-vm/x']);
+    const v = await logvm(['verify-chain', '--json', '--db', p, '--store', 'build-vm/x']);
     expectNoCrash(v, 'verify-chain');
     expect(v.code).not.toBe(0);
   });

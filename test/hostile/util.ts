@@ -314,7 +314,7 @@ export interface VerifyJson {
 }
 
 export async function verifyJson(db: string, ref: string, timeoutMs = 120_000): Promise<{ result: VerifyJson; run: Run }> {
-  const r = await logvm(['verify-chain', '--json', '--db', db, ref], { timeoutMs });
+  const r = await logvm(['verify-chain', '--json', '--db', db, '--store', ref], { timeoutMs });
   expectNoCrash(r, `verify-chain ${ref}`);
   let result: VerifyJson = { ok: false };
   expect(() => (result = JSON.parse(r.stdout.toString('utf8')) as VerifyJson), `verify-chain --json output: ${r.stdout.toString('utf8')} ${r.stderr}`).not.toThrow();

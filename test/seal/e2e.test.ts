@@ -121,7 +121,7 @@ describe('when a real make output is logged, sealed with gpg and exported', () =
       signatures: [{ fingerprint: fpr, userIds: [UID], file: 'signatures/01.asc' }],
     });
     const human = o.human.stdout.toString('utf8');
-    expect(human).toContain(`OK ${REF}: chain intact and sealed`);
+    expect(human).toContain(`OK bundle ${REF}: chain intact and sealed`);
     expect(human).toContain(fpr);
     expect(human).toContain(UID);
     expect(human).toContain(String(m.head));
@@ -136,7 +136,7 @@ describe('when a real make output is logged, sealed with gpg and exported', () =
   });
 
   it('verify-chain --db on the store says OK and sealed, with the signature checked against the key', async () => {
-    const r = await logvm(['verify-chain', REF, '--json', '--key', pub], { db });
+    const r = await logvm(['verify-chain', '--store', REF, '--json', '--key', pub], { db });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.toString('utf8'))).toMatchObject({ ok: true, source: 'store', state: 'sealed', head: sealJson.manifest.head, signatures: [{ fingerprint: fpr }] });
   });

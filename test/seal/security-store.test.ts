@@ -117,7 +117,7 @@ describe('when a sealed log is sealed again', () => {
     expectCode(await seal(db, 'sealed-1'), 'LOG_SEALED');
     expect(signer.calls().length).toBe(calls);
     expect(await listed(db, 'sealed-1')).toEqual(before);
-    expectOk(await verifyChain([`${VM}/sealed-1`, '--key', alicePub], { db }));
+    expectOk(await verifyChain(['--store', `${VM}/sealed-1`, '--key', alicePub], { db }));
   });
 });
 
@@ -168,7 +168,7 @@ describe('when the signer fails (exits 2)', () => {
 
   it('appending still works, and verify-chain --db says OK, open', async () => {
     await appendOk(db, NAME, 'one more line\n');
-    const o = await verifyChain([`${VM}/${NAME}`], { db, json: true });
+    const o = await verifyChain(['--store', `${VM}/${NAME}`], { db, json: true });
     expectOk(o);
     expect(o.result).toMatchObject({ state: 'open', lines: 4 });
   });
@@ -244,7 +244,7 @@ describe('when the log or the store moves while the signer works', () => {
     const r = await sealing;
     expect(r.code, r.stderr).toBe(0);
     expect(script.calls()).toHaveLength(2);
-    const o = await verifyChain([`${VM}/${NAME}`, '--key', alicePub], { db, json: true });
+    const o = await verifyChain(['--store', `${VM}/${NAME}`, '--key', alicePub], { db, json: true });
     expectOk(o);
     expect(o.result).toMatchObject({ state: 'sealed', lines: 3, sessions: 2 });
   });
@@ -259,7 +259,7 @@ describe('when the log or the store moves while the signer works', () => {
     go();
     const codes = (await Promise.all([a, b])).map((r) => r.code).sort((x, y) => (x ?? -1) - (y ?? -1));
     expect(codes).toEqual([0, EXIT.LOG_SEALED]);
-    const o = await verifyChain([`${VM}/${NAME}`, '--key', alicePub], { db, json: true });
+    const o = await verifyChain(['--store', `${VM}/${NAME}`, '--key', alicePub], { db, json: true });
     expectOk(o);
     expect(o.result).toMatchObject({ state: 'sealed', entries: 2 + 2 + 1 });
   });
@@ -274,7 +274,7 @@ describe('when the log or the store moves while the signer works', () => {
     for (const r of await Promise.all(sealing)) expect(r.code, r.stderr).toBe(0);
     // The loser of the race saw another seal committed, so it rebuilt its manifest and signed again.
     expect(script.calls()).toHaveLength(3);
-    const results = await Promise.all(names.map((n) => verifyChain([`${VM}/${n}`, '--key', alicePub], { db, json: true })));
+    const results = await Promise.all(names.map((n) => verifyChain(['--store', `${VM}/${n}`, '--key', alicePub], { db, json: true })));
     for (const o of results) expectOk(o);
     const indexes = results.map((o) => o.result!.sealIndex as number).sort((x, y) => x - y);
     expect(indexes[1]).toBe(indexes[0]! + 1);
@@ -288,7 +288,7 @@ describe('when a VM appends to a sealed log', () => {
     expect(r.code, r.stderr).toBe(EXIT.LOG_SEALED);
     expect(jsonLines(r.stdout)).toEqual([expect.objectContaining({ type: 'error', code: 'LOG_SEALED' })]);
     expect(await listed(db, 'sealed-2')).toEqual(before);
-    expectOk(await verifyChain([`${VM}/sealed-2`, '--key', alicePub], { db }));
+    expectOk(await verifyChain(['--store', `${VM}/sealed-2`, '--key', alicePub], { db }));
   });
 });
 
@@ -343,18 +343,18 @@ describe('when exporting', () => {
 
 describe('when verify-chain --db is given keys for a sealed log', () => {
   it('with the signer\'s key: OK, sealed, the signature checked, two linked seals', async () => {
-    const o = await verifyChain([`${VM}/sealed-2`, '--key', alicePub], { db, json: true });
+    const o = await verifyChain(['--store', `${VM}/sealed-2`, '--key', alicePub], { db, json: true });
     expectOk(o);
     expect(o.result).toMatchObject({ source: 'store', state: 'sealed', sealIndex: 2, signaturesChecked: true, signatures: [{ fingerprint: alice, userIds: [ALICE] }] });
     expect(o.human.stdout.toString()).toMatch(/seal chain: \d+ seal\(s\) in the store, linked/);
   });
 
   it('with a wrong key only: fails with SIGNATURE_UNTRUSTED (exit 32)', async () => {
-    expectFailure(await verifyChain([`${VM}/sealed-2`, '--key', bobPub], { db, json: true }), 'SIGNATURE_UNTRUSTED');
+    expectFailure(await verifyChain(['--store', `${VM}/sealed-2`, '--key', bobPub], { db, json: true }), 'SIGNATURE_UNTRUSTED');
   });
 
   it('with a file that is not a key: fails with KEY_INVALID (exit 35)', async () => {
-    expectFailure(await verifyChain([`${VM}/sealed-2`, '--key', join(tmp.dir, 'gpg-recording')], { db }), 'KEY_INVALID');
+    expectFailure(await verifyChain(['--store', `${VM}/sealed-2`, '--key', join(tmp.dir, 'gpg-recording')], { db }), 'KEY_INVALID');
   });
 });
 
@@ -374,11 +374,11 @@ describe('when the store is tampered with after the seal (triggers dropped)', ()
     });
 
     it('verify-chain of seal #2\'s log fails with SEAL_CHAIN_BROKEN (exit 34)', async () => {
-      expectFailure(await verifyChain([`${VM}/sealed-2`], { db: store, json: true }), 'SEAL_CHAIN_BROKEN');
+      expectFailure(await verifyChain(['--store', `${VM}/sealed-2`], { db: store, json: true }), 'SEAL_CHAIN_BROKEN');
     });
 
     it('verify-chain of the first log fails with STORE_INCONSISTENT (exit 16): marked sealed, seal missing', async () => {
-      expectFailure(await verifyChain([`${VM}/sealed-1`], { db: store }), 'STORE_INCONSISTENT');
+      expectFailure(await verifyChain(['--store', `${VM}/sealed-1`], { db: store }), 'STORE_INCONSISTENT');
     });
   });
 
@@ -394,11 +394,11 @@ describe('when the store is tampered with after the seal (triggers dropped)', ()
     });
 
     it('verify-chain of seal #2\'s log fails with SEAL_CHAIN_BROKEN (exit 34)', async () => {
-      expectFailure(await verifyChain([`${VM}/sealed-2`], { db: store }), 'SEAL_CHAIN_BROKEN');
+      expectFailure(await verifyChain(['--store', `${VM}/sealed-2`], { db: store }), 'SEAL_CHAIN_BROKEN');
     });
 
     it('verify-chain of the first log fails with MANIFEST_MISMATCH (exit 22)', async () => {
-      expectFailure(await verifyChain([`${VM}/sealed-1`], { db: store }), 'MANIFEST_MISMATCH');
+      expectFailure(await verifyChain(['--store', `${VM}/sealed-1`], { db: store }), 'MANIFEST_MISMATCH');
     });
   });
 
@@ -407,7 +407,7 @@ describe('when the store is tampered with after the seal (triggers dropped)', ()
       const store = copyStore();
       await dropTriggers(store);
       await sqliteOk(store, 'UPDATE signatures SET armored = (SELECT armored FROM signatures WHERE seal_index = 2) WHERE seal_index = 1;');
-      expectFailure(await verifyChain([`${VM}/sealed-1`, '--key', alicePub], { db: store, json: true }), 'SIGNATURE_INVALID');
+      expectFailure(await verifyChain(['--store', `${VM}/sealed-1`, '--key', alicePub], { db: store, json: true }), 'SIGNATURE_INVALID');
     });
   });
 
@@ -421,7 +421,7 @@ describe('when the store is tampered with after the seal (triggers dropped)', ()
     });
 
     it(`verify-chain --db fails with ENTRY_AFTER_SEAL (exit 14) naming the seq after the seal`, async () => {
-      expectFailure(await verifyChain([`${VM}/sealed-1`], { db: store, json: true }), 'ENTRY_AFTER_SEAL', sealedEntries + 1);
+      expectFailure(await verifyChain(['--store', `${VM}/sealed-1`], { db: store, json: true }), 'ENTRY_AFTER_SEAL', sealedEntries + 1);
     });
 
     it('export refuses it too: ENTRY_AFTER_SEAL (exit 14), no bundle written', async () => {
@@ -448,7 +448,7 @@ describe('when a line of a sealed log is changed in the store', () => {
 
   // seq 1 is the session-open event, seq 2 "line 1", seq 3 "line 2".
   it('verify-chain --db fails with CHAIN_HASH_MISMATCH (exit 10) naming seq 3', async () => {
-    expectFailure(await verifyChain([`${VM}/sealed-1`], { db: store, json: true }), 'CHAIN_HASH_MISMATCH', 3);
+    expectFailure(await verifyChain(['--store', `${VM}/sealed-1`], { db: store, json: true }), 'CHAIN_HASH_MISMATCH', 3);
   });
 
   it('export refuses it: CHAIN_HASH_MISMATCH (exit 10), no bundle written', async () => {

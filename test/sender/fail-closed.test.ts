@@ -62,7 +62,7 @@ describe('when the log VM service is killed mid-build', () => {
 
   it('the lines that reached the log VM are stored, and the chain verifies', async () => {
     expect((await showRaw(db, `${VM}/${NAME}`)).toString('utf8')).toMatch(/^line 1\nline 2\nline 3\n/);
-    const { result, code } = await verifyJson(['--db', db, `${VM}/${NAME}`]);
+    const { result, code } = await verifyJson(['--db', db, '--store', `${VM}/${NAME}`]);
     expect(code).toBe(EXIT.OK);
     expect(result.ok).toBe(true);
   });
@@ -185,7 +185,7 @@ describe('when the log is already sealed', () => {
     const first = await logsend(['--qrexec-client', qrexec.path, '--name', NAME, '--', 'echo', 'first build'], { cwd: tmp.dir, home });
     expect(first.code, first.stderr).toBe(EXIT.OK);
     await logvmOk(['seal', REF, '--signer', signer.spec], { db, env: signer.env });
-    sealedHead = (await verifyJson(['--db', db, REF])).result.head;
+    sealedHead = (await verifyJson(['--db', db, '--store', REF])).result.head;
     r = await logsend(['--qrexec-client', qrexec.path, '--name', NAME, '--', ...lateBuild(2)], { cwd: tmp.dir, home });
   });
 
@@ -205,7 +205,7 @@ describe('when the log is already sealed', () => {
   });
 
   it('the sealed log is unchanged and still verifies', async () => {
-    const { result, code } = await verifyJson(['--db', db, REF, '--key', signer.pub]);
+    const { result, code } = await verifyJson(['--db', db, '--store', REF, '--key', signer.pub]);
     expect(code).toBe(EXIT.OK);
     expect(result).toMatchObject({ ok: true, state: 'sealed', head: sealedHead });
   });

@@ -123,7 +123,7 @@ describe.each(CASES)('when a framed session sends $title', (c) => {
 
   beforeAll(async () => {
     r = await callService(VM, `_framed.${c.name}`, db, { input: c.input });
-    [show, raw, verified] = await Promise.all([showText(db, REF), showRaw(db, REF), verifyJson(['--db', db, REF])]);
+    [show, raw, verified] = await Promise.all([showText(db, REF), showRaw(db, REF), verifyJson(['--db', db, '--store', REF])]);
     // A log without a single line cannot be sealed (LOG_EMPTY).
     if (c.stored !== '') bundle = await sealAndExport(db, REF, signer, join(tmp.dir, `bundle-${c.name}`));
   });
@@ -211,7 +211,7 @@ describe('when the argument is a bare name (raw mode), frames are just bytes', (
     expect(r.stderr).toBe('');
     expect((await showRaw(db, ref)).equals(input)).toBe(true);
     expect(storedEntries(db, ref).filter((e) => e.kind === KIND.NOTICE || e.kind === KIND.CLAIM)).toEqual([]);
-    const { result, code } = await verifyJson(['--db', db, ref]);
+    const { result, code } = await verifyJson(['--db', db, '--store', ref]);
     expect(code).toBe(EXIT.OK);
     expect(result).toMatchObject({ ok: true, closes: { eof: 1 } });
   });

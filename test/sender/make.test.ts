@@ -66,7 +66,7 @@ beforeAll(async () => {
     { cwd: project, home: tmp.dir },
   );
 
-  storeBeforeSeal = (await verifyJson(['--db', db, REF])).result;
+  storeBeforeSeal = (await verifyJson(['--db', db, '--store', REF])).result;
   show = await showText(db, REF);
   bundle = await sealAndExport(db, REF, signer, join(tmp.dir, 'bundle'));
 });

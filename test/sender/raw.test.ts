@@ -63,7 +63,7 @@ beforeAll(async () => {
   await framedSession(['printf', 'second framed session\\n'], 'second framed session\n');
   await rawSession("printf '\\020\\000\\000\\000\\005looks like a frame\\n\\377\\376 binary\\n'", tmp.dir);
   entries = storedEntries(db, REF);
-  [verified, rawShown, show] = await Promise.all([verifyJson(['--db', db, REF]).then((v) => v.result), showRaw(db, REF), showText(db, REF)]);
+  [verified, rawShown, show] = await Promise.all([verifyJson(['--db', db, '--store', REF]).then((v) => v.result), showRaw(db, REF), showText(db, REF)]);
 });
 
 afterAll(() => tmp.cleanup());

@@ -69,7 +69,7 @@ describe(`when a build prints ${LINES} lines`, () => {
   });
 
   it('the store verifies against all the receipts', async () => {
-    const { result, code, stderr } = await verifyJson(['--db', db, REF, '--receipt', receiptsFile]);
+    const { result, code, stderr } = await verifyJson(['--db', db, '--store', REF, '--receipt', receiptsFile]);
     expect(code, stderr).toBe(EXIT.OK);
     expect(result).toMatchObject({ ok: true, entries: receipts.at(-1)!.entries, head: receipts.at(-1)!.head, receiptsChecked: 1 });
   });
@@ -99,14 +99,14 @@ describe('when an attacker deletes the tail of the log and rewrites the head row
   });
 
   it('verifying the store alone cannot tell: it passes, with the shortened chain', async () => {
-    const { result, code, stderr } = await verifyJson(['--db', tampered, REF]);
+    const { result, code, stderr } = await verifyJson(['--db', tampered, '--store', REF]);
     expect(code, stderr).toBe(EXIT.OK);
     expect(result).toMatchObject({ ok: true, entries: cut.entries, head: cut.head });
     expect(result.entries).toBeLessThan(receipts.at(-1)!.entries);
   });
 
   it('verifying with the receipts fails with RECEIPT_MISMATCH (exit 50) at the first missing seq', async () => {
-    const { result, code, stderr } = await verifyJson(['--db', tampered, REF, '--receipt', receiptsFile]);
+    const { result, code, stderr } = await verifyJson(['--db', tampered, '--store', REF, '--receipt', receiptsFile]);
     expect(code, stderr).toBe(EXIT.RECEIPT_MISMATCH);
     expect(result).toMatchObject({ ok: false, code: 'RECEIPT_MISMATCH', exitCode: EXIT.RECEIPT_MISMATCH, seq: cut.entries + 1 });
     // It names the receipt whose acknowledged entries are gone.
@@ -115,7 +115,7 @@ describe('when an attacker deletes the tail of the log and rewrites the head row
   });
 
   it('the human form says FAIL: RECEIPT_MISMATCH, never OK, without a stack trace', async () => {
-    const h = await logvm(['verify-chain', '--db', tampered, REF, '--receipt', receiptsFile]);
+    const h = await logvm(['verify-chain', '--db', tampered, '--store', REF, '--receipt', receiptsFile]);
     expect(h.code).toBe(EXIT.RECEIPT_MISMATCH);
     expect(h.stderr).toContain('FAIL: RECEIPT_MISMATCH');
     expect(h.stdout.toString('utf8')).not.toMatch(/^OK/m);

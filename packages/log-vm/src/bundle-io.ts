@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, readdirSync, readFileSync, statSync, type ReadStream } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, fstatSync, lstatSync, openSync, readdirSync, readSync, statSync, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import {
   AppendlogError,
@@ -45,18 +45,55 @@ export interface BundleVerification {
   signatures: SignatureReport;
 }
 
-function readLimited(path: string, max: number, what: string): Buffer {
-  let size: number;
+/**
+ * Opens a file of an untrusted bundle directory (docs/FORMAT.md 9.1): judged
+ * before anything is followed. A symbolic link is refused (O_NOFOLLOW: it
+ * could point at the auditor's own files or at /dev/zero), and so is anything
+ * but a regular file; O_NONBLOCK keeps a FIFO from blocking the open, and the
+ * type is taken from the opened descriptor (fstat), so it cannot change
+ * between the check and the read.
+ */
+export function openBundleFile(path: string, what: string): { fd: number; size: number } {
+  let fd: number;
   try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new AppendlogError('MALFORMED_BUNDLE', `${what} is not a regular file`);
-    size = st.size;
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
   } catch (e) {
-    if (e instanceof AppendlogError) throw e;
-    throw new AppendlogError('MALFORMED_BUNDLE', `${what} is missing (${(e as Error).message})`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new AppendlogError('MALFORMED_BUNDLE', `${what} is a symbolic link; a bundle holds only regular files`);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new AppendlogError('MALFORMED_BUNDLE', `${what} is missing`);
+    throw new AppendlogError('MALFORMED_BUNDLE', `${what} cannot be opened (${code ?? (e as Error).message})`);
   }
-  if (size > max) throw new AppendlogError('MALFORMED_BUNDLE', `${what} is ${size} bytes, more than any valid one`);
-  return readFileSync(path);
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new AppendlogError('MALFORMED_BUNDLE', `${what} is not a regular file`);
+  }
+  return { fd, size: st.size };
+}
+
+function readLimited(path: string, max: number, what: string): Buffer {
+  const { fd, size } = openBundleFile(path, what);
+  try {
+    if (size > max) throw new AppendlogError('MALFORMED_BUNDLE', `${what} is ${size} bytes, more than any valid one`);
+    // Read at most max + 1 bytes: a file growing under us is still bounded.
+    const buf = Buffer.allocUnsafe(Math.min(size, max) + 1);
+    let used = 0;
+    for (let n = 1; n > 0 && used < buf.length; used += n) n = readSync(fd, buf, used, buf.length - used, null);
+    if (used > max) throw new AppendlogError('MALFORMED_BUNDLE', `${what} is more than ${max} bytes, more than any valid one`);
+    return buf.subarray(0, used);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Whether a path exists, without following a link (a dangling link exists). */
+function lexists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The manifest of a bundle directory or archive (an archive is read only up to its entries). */
@@ -68,8 +105,21 @@ export async function readBundleManifest(target: string): Promise<{ manifest: Se
 
 export function readDirSignatures(dir: string): SignatureInput[] {
   const sigDir = join(dir, BUNDLE_FILES.signatures);
-  if (!existsSync(sigDir)) return [];
-  const names = readdirSync(sigDir).filter((n) => n.endsWith('.asc')).sort();
+  let st;
+  try {
+    st = lstatSync(sigDir);
+  } catch {
+    return []; // no signatures/ at all: SIGNATURE_MISSING (G2)
+  }
+  if (st.isSymbolicLink()) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.signatures} is a symbolic link; it must be a directory`);
+  if (!st.isDirectory()) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.signatures} is not a directory`);
+  let all: string[];
+  try {
+    all = readdirSync(sigDir);
+  } catch (e) {
+    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.signatures} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const names = all.filter((n) => n.endsWith('.asc')).sort();
   if (names.length > MAX_SIGNATURE_FILES) throw new AppendlogError('MALFORMED_BUNDLE', `${names.length} signature files; at most ${MAX_SIGNATURE_FILES}`);
   return names.map((n) => ({
     file: `${BUNDLE_FILES.signatures}/${n}`,
@@ -101,8 +151,10 @@ export async function openBundle(target: string): Promise<OpenedBundle> {
   try {
     st = statSync(target);
   } catch (e) {
-    throw new AppendlogError('MALFORMED_BUNDLE', `${target} is not a bundle: ${(e as Error).message}`);
+    // The positional argument is always a bundle (6.6): say how to name a store log instead.
+    throw new AppendlogError('MALFORMED_BUNDLE', `${target} is not a bundle: it does not exist (to verify a log in the store: --store VM/NAME)`, { cause: e });
   }
+  // The target itself is followed if it is a link: the auditor named it.
   if (st.isDirectory()) return openBundleDir(target);
   if (st.isFile()) return openBundleArchive(target);
   throw new AppendlogError('MALFORMED_BUNDLE', `${target} is neither a bundle directory nor a bundle archive`);
@@ -113,13 +165,13 @@ function openBundleDir(dir: string): OpenedBundle {
   const signatures = readDirSignatures(dir);
   const v1 = join(dir, ARCHIVE_NAMES.entriesV1);
   const v2 = join(dir, ARCHIVE_NAMES.entriesV2);
-  const has1 = existsSync(v1);
-  const has2 = existsSync(v2);
+  const has1 = lexists(v1);
+  const has2 = lexists(v2);
   if (has1 && has2) throw new AppendlogError('MALFORMED_BUNDLE', `both ${ARCHIVE_NAMES.entriesV1} and ${ARCHIVE_NAMES.entriesV2}: a bundle has one`);
   if (!has1 && !has2) throw new AppendlogError('MALFORMED_BUNDLE', `${ARCHIVE_NAMES.entriesV2} (or ${ARCHIVE_NAMES.entriesV1}) is missing`);
   const path = has2 ? v2 : v1;
-  // A FIFO or device would never end (or never start): only a regular file is read.
-  if (!statSync(path).isFile()) throw new AppendlogError('MALFORMED_BUNDLE', `${has2 ? ARCHIVE_NAMES.entriesV2 : ARCHIVE_NAMES.entriesV1} is not a regular file`);
+  // A FIFO or device would never end (or never start), a link could point anywhere: only a regular file is read.
+  const { fd } = openBundleFile(path, has2 ? ARCHIVE_NAMES.entriesV2 : ARCHIVE_NAMES.entriesV1);
   let input: ReadStream | undefined;
   return {
     form: 'directory',
@@ -127,9 +179,12 @@ function openBundleDir(dir: string): OpenedBundle {
     version: has2 ? 2 : 1,
     manifestBytes,
     signatures,
-    entries: () => (input = createReadStream(path, { highWaterMark: 1 << 20 })) as AsyncIterable<Buffer>,
+    entries: () => (input = createReadStream('', { fd, highWaterMark: 1 << 20 })) as AsyncIterable<Buffer>,
     finish: async () => undefined,
-    close: () => input?.destroy(),
+    close: () => {
+      if (input !== undefined) input.destroy();
+      else closeSync(fd);
+    },
   };
 }
 
@@ -194,7 +249,7 @@ async function pushJsonEntries(verifier: ChainVerifier, input: AsyncIterable<Buf
   const onLine = (line: Buffer): void => {
     n++;
     try {
-      if (line.length === 0) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`);
+      if (line.length === 0) throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: empty line`, { line: n });
       parseRecordBytes(line, n, batch);
     } catch (e) {
       flush(); // a changed entry before the bad line is the first failure
@@ -216,7 +271,7 @@ async function pushJsonEntries(verifier: ChainVerifier, input: AsyncIterable<Buf
     flush();
   } catch (e) {
     if (e instanceof AppendlogError) throw e;
-    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: ${(e as Error).message}`);
+    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${n}: ${(e as Error).message}`, { line: n });
   }
 }
 
@@ -244,10 +299,26 @@ export async function verifyBundle(
       now: opts.now ?? Date.now(),
     });
     const facts = await verifyBundleEntries(bundle, manifest, opts.progress, opts.checkpoints);
-    if (opts.previous !== undefined) checkSealLink((await readBundleManifest(opts.previous)).bytes, manifest);
+    if (opts.previous !== undefined) checkSealLink(await readPreviousManifest(opts.previous), manifest);
     return { manifest, manifestBytes: bundle.manifestBytes, facts, signatures };
   } finally {
     bundle.close();
+  }
+}
+
+/**
+ * PREV's manifest bytes for the seal-chain link (6.5). Whatever is wrong with
+ * PREV (missing, not a bundle, a manifest that does not parse) means the link
+ * cannot be shown: SEAL_CHAIN_BROKEN, never one of the bundle codes, which
+ * would say that the bundle being verified is broken.
+ */
+export async function readPreviousManifest(prev: string): Promise<Buffer> {
+  try {
+    return (await readBundleManifest(prev)).bytes;
+  } catch (e) {
+    if (!(e instanceof AppendlogError)) throw e;
+    const why = e.message.replace(/ \(to verify a log in the store: --store VM\/NAME\)/, '');
+    throw new AppendlogError('SEAL_CHAIN_BROKEN', `--previous ${prev}: ${why}; the link to the previous seal cannot be checked`);
   }
 }
 
@@ -277,7 +348,7 @@ export class LineSplitter {
   constructor(private readonly maxBytes: number) {}
 
   private tooLong(): never {
-    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${this.lineNo + 1}: longer than any valid record`);
+    throw new AppendlogError('MALFORMED_BUNDLE', `${BUNDLE_FILES.entries} line ${this.lineNo + 1}: longer than any valid record`, { line: this.lineNo + 1 });
   }
 
   push(chunk: Buffer, onLine: (line: Buffer) => void): void {

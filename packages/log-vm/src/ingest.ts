@@ -73,7 +73,8 @@ export interface Receipt {
 
 export interface SessionResult {
   receipt: Receipt | null;
-  reason: CloseReason;
+  /** How the session ended: its close reason, or `sealed` (cut by a seal: no close entry, 3.5). */
+  reason: CloseReason | 'sealed';
   error: AppendlogError | null;
 }
 

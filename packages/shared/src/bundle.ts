@@ -100,7 +100,7 @@ export class RecordBatch {
 }
 
 function bad(lineNo: number, msg: string): never {
-  throw new AppendlogError('MALFORMED_BUNDLE', `entries.jsonl line ${lineNo}: ${msg}`);
+  throw new AppendlogError('MALFORMED_BUNDLE', `entries.jsonl line ${lineNo}: ${msg}`, { line: lineNo });
 }
 
 

@@ -63,12 +63,15 @@ export class AppendlogError extends Error {
   readonly code: ErrorCode;
   /** The entry the failure is about, when there is one. */
   readonly seq: number | undefined;
+  /** The entries.jsonl line a MALFORMED_BUNDLE failure is about (1-based), when there is one. */
+  readonly line: number | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { seq?: number; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { seq?: number; line?: number; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'AppendlogError';
     this.code = code;
     this.seq = opts.seq;
+    this.line = opts.line;
   }
 
   get exitCode(): number {

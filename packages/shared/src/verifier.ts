@@ -409,7 +409,8 @@ export class ChainVerifier {
       throw new AppendlogError('BAD_ENTRY', `seq ${expected}: entry encoding has the wrong length`, { seq: expected });
     }
     if (this.seal !== null) {
-      throw new AppendlogError('ENTRY_AFTER_SEAL', `seq ${h.seq} follows the seal at seq ${this.seal.seq}`, { seq: h.seq });
+      // Named by its position (seal + 1), like every other entry failure: the seq field is the attacker's.
+      throw new AppendlogError('ENTRY_AFTER_SEAL', `seq ${expected}: an entry (stating seq ${h.seq}) follows the seal at seq ${this.seal.seq}`, { seq: expected });
     }
     if (h.seq !== expected) {
       throw new AppendlogError(
@@ -517,8 +518,13 @@ export class ChainVerifier {
   }
 }
 
-/** Why a session ended; the log VM writes one of these, nothing else. */
-export const CLOSE_REASONS = ['eof', 'error', 'signal', 'refused', 'quota', 'sealed', 'lost'] as const;
+/**
+ * Why a session ended: the closed set of docs/FORMAT.md 3.5. The log VM
+ * writes one of these, nothing else. (A session cut by a seal ends with no
+ * close entry at all, so `sealed` is not a close reason: a close that says
+ * so was not written by the log VM.)
+ */
+export const CLOSE_REASONS = ['eof', 'error', 'signal', 'refused', 'quota', 'lost'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
 function closeReason(payload: Uint8Array, seq: number): CloseReason {

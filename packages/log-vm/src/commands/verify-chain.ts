@@ -1,13 +1,14 @@
-import { existsSync, statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { AppendlogError, escapeForTerminal, escapeText, parseLogRef, parseManifest, sha256Stream, type ChainFacts, type SealManifest } from '@appendlog/shared';
 import type { SignatureReport } from '@appendlog/shared/signatures';
 import { asList, isoTime, reportError, toCodedError, writeAll } from '../output.js';
 import { makeProgress } from '../progress.js';
-import { openStore, withDb, type DbArgs } from './common.js';
+import { dbPath, openStore, withDb, type DbArgs } from './common.js';
 
 interface VerifyArgs extends DbArgs {
-  target: string;
+  target?: string;
+  bundle?: string;
+  store?: string;
   key?: string | string[];
   keyring?: string | string[];
   signer?: string | string[];
@@ -20,6 +21,8 @@ interface VerifyArgs extends DbArgs {
 
 interface Outcome {
   source: 'bundle' | 'store';
+  /** The bundle path, or the store file. */
+  where: string;
   state: 'open' | 'sealed';
   facts: ChainFacts;
   manifest?: SealManifest;
@@ -96,12 +99,32 @@ function otherClaims(store: { seals(): Iterable<{ log_id: number; manifest: Buff
  * data: a bundle needs its signatures to verify too.
  */
 
+/**
+ * What to verify, chosen explicitly (docs/FORMAT.md 6.6 step 1): a bundle
+ * (`--bundle PATH`, or the positional PATH) or a log in the local store
+ * (`--store VM/NAME`). A positional argument is always a bundle path, never
+ * a store log: a mistyped bundle path such as `work/release-1` must fail
+ * (MALFORMED_BUNDLE), not verify a log of the auditor's own store.
+ */
+function chooseTarget(a: VerifyArgs): { kind: 'bundle'; path: string } | { kind: 'store'; ref: string } {
+  const bundles = [a.target, ...asList(a.bundle)].filter((v): v is string => v !== undefined);
+  const stores = asList(a.store);
+  if (bundles.length + stores.length !== 1) {
+    throw new AppendlogError('USAGE', 'name exactly one thing to verify: a bundle (PATH or --bundle PATH) or a store log (--store VM/NAME)');
+  }
+  if (stores.length === 1) return { kind: 'store', ref: stores[0]! };
+  if (a.db !== undefined) throw new AppendlogError('USAGE', '--db names a store; it goes with --store VM/NAME, not with a bundle');
+  return { kind: 'bundle', path: bundles[0]! };
+}
+
 export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
-  command: 'verify-chain <target>',
-  describe: 'verify an exported bundle (directory or .tar/.tar.gz/.tar.zst archive) or a log in the store (VM/NAME)',
+  command: 'verify-chain [target]',
+  describe: 'verify an exported bundle (PATH or --bundle PATH: a directory or a .tar/.tar.gz/.tar.zst archive) or a log in the store (--store VM/NAME)',
   builder: (y) =>
     withDb(y)
-      .positional('target', { type: 'string', demandOption: true, describe: 'bundle directory or archive, or VM/NAME in the store' })
+      .positional('target', { type: 'string', describe: 'bundle directory or archive (the same as --bundle PATH); never a store log' })
+      .option('bundle', { type: 'string', describe: 'bundle directory or archive to verify' })
+      .option('store', { type: 'string', describe: 'log in the local store to verify, as VM/NAME' })
       .option('key', { type: 'string', describe: 'trusted public key file(s), armored or binary, one or more certificates each (repeatable)' })
       .option('keyring', { type: 'string', describe: 'a keyring exported with gpg --export (repeatable)' })
       .option('signer', { type: 'string', describe: 'only this primary fingerprint (40 hex) may count; repeatable, like gpgv with a pinned list' })
@@ -123,8 +146,7 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const { loadTrust } = await import('./keys.js');
       const { readReceipts } = await import('../receipts.js');
       const { readBundleManifest } = await import('../bundle-io.js');
-      // An existing directory or regular file is a bundle (directory or archive); otherwise VM/NAME in the store.
-      const isBundle = args.db === undefined && existsSync(args.target) && (statSync(args.target).isDirectory() || statSync(args.target).isFile());
+      const target = chooseTarget(args);
       const keyFiles = asList(args.key);
       const keyringFiles = asList(args.keyring);
       const signerPins = asList(args.signer);
@@ -135,19 +157,20 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const hashed = await hashArtifacts(artifactFiles);
       let others = new Map<string, string[]>();
       let outcome: Outcome;
-      if (isBundle) {
+      if (target.kind === 'bundle') {
         if (trust === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
-        const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName((await readBundleManifest(args.target)).manifest)) : undefined;
-        const r = await verifyBundle(args.target, trust, args.threshold, { progress, previous: args.previous, checkpoints });
-        outcome = { source: 'bundle', state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
+        const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName((await readBundleManifest(target.path)).manifest)) : undefined;
+        const r = await verifyBundle(target.path, trust, args.threshold, { progress, previous: args.previous, checkpoints });
+        outcome = { source: 'bundle', where: target.path, state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
       } else {
-        const { vm, name } = parseLogRef(args.target);
+        if (args.previous !== undefined) throw new AppendlogError('USAGE', '--previous links two bundles; a store log is checked against the whole seal chain of its store');
+        const { vm, name } = parseLogRef(target.ref);
         const store = openStore(args);
         try {
           const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, `${vm}/${name}`) : undefined;
           const row = store.requireLog(vm, name);
           const r = await verifyStoredLog(store, row, { trust, threshold: args.threshold, progress, checkpoints });
-          outcome = { source: 'store', ...r };
+          outcome = { source: 'store', where: dbPath(args), ...r };
           others = otherClaims(store, row.id, hashed.map((h) => h.sha256));
         } finally {
           store.close();
@@ -161,7 +184,10 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       progress.done();
       const err = toCodedError(e);
       if (args.json) {
-        await writeAll(process.stdout, `${JSON.stringify({ ok: false, code: err.code, exitCode: err.exitCode, seq: err.seq ?? null, message: err.message })}\n`);
+        await writeAll(
+          process.stdout,
+          `${JSON.stringify({ ok: false, code: err.code, exitCode: err.exitCode, seq: err.seq ?? null, line: err.line ?? null, message: err.message })}\n`,
+        );
         process.exitCode = err.exitCode;
       } else {
         reportError(err, 'logvm verify-chain: FAIL');
@@ -185,6 +211,7 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
       `${JSON.stringify({
         ok: true,
         source: o.source,
+        ...(o.source === 'bundle' ? { bundle: o.where } : { store: o.where }),
         log,
         vm: f.identity.vm,
         name: f.identity.name,
@@ -215,7 +242,9 @@ async function printOk(json: boolean, o: Outcome): Promise<void> {
     return;
   }
   const lines = [
-    `OK ${log}: chain intact${o.state === 'sealed' ? ' and sealed' : ''}`,
+    // What was verified comes first: a bundle, or a log of the local store.
+    `OK ${o.source} ${log}: chain intact${o.state === 'sealed' ? ' and sealed' : ''}`,
+    `  ${o.source === 'bundle' ? 'bundle: ' : 'store:  '}   ${escapeText(o.where)}`,
     `  source VM: ${f.identity.vm} (attested by the log VM via qrexec)`,
     `  log name:  ${f.identity.name}`,
     `  state:     ${o.state}`,
