@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { AppendlogError } from '@appendlog/shared';
+import { AppendlogError, parseStrictJson } from '@appendlog/shared';
 import type { Checkpoint } from './bundle-io.js';
 
 const MAX_RECEIPTS_FILE = 64 << 20;
@@ -16,18 +16,18 @@ export function readReceipts(paths: string[], log: string): Checkpoint[] {
     try {
       const buf = readFileSync(path);
       if (buf.length > MAX_RECEIPTS_FILE) throw new Error('file too large');
-      text = buf.toString('utf8');
+      text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
     } catch (e) {
-      throw new AppendlogError('USAGE', `cannot read receipts ${path}: ${(e as Error).message}`);
+      throw new AppendlogError('USAGE', `cannot read receipts ${path}: ${(e as Error).message}`); // includes text that is not UTF-8
     }
     text.split('\n').forEach((line, i) => {
       if (line.trim() === '') return;
       const label = `${path}:${i + 1}`;
       let r: Record<string, unknown>;
       try {
-        r = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        throw new AppendlogError('USAGE', `${label}: not a JSON receipt`);
+        r = parseStrictJson(line) as Record<string, unknown>;
+      } catch (e) {
+        throw new AppendlogError('USAGE', `${label}: not a JSON receipt (${(e as Error).message})`);
       }
       if (r === null || typeof r !== 'object' || r.type !== 'receipt') throw new AppendlogError('USAGE', `${label}: not a receipt`);
       if (typeof r.entries !== 'number' || !Number.isSafeInteger(r.entries) || r.entries < 1 || typeof r.head !== 'string' || !/^[0-9a-f]{64}$/.test(r.head)) {

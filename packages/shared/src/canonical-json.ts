@@ -1,4 +1,5 @@
 import { AppendlogError } from './errors.js';
+import { StrictJsonError, parseStrictJson } from './strict-json.js';
 
 /**
  * Canonical JSON (docs/FORMAT.md section 5): the subset of RFC 8785 (JCS) that
@@ -47,8 +48,10 @@ export function jsonErrorWithoutInput(e: unknown): string {
 }
 
 /**
- * Parses attacker-controlled JSON text into a plain object, or throws the
- * given coded error. Never lets a SyntaxError escape.
+ * Parses attacker-controlled JSON text into a plain object by the strict
+ * rules of docs/FORMAT.md 5.1 (no repeated member names, integers only,
+ * bounded nesting), or throws the given coded error. Never lets a
+ * SyntaxError escape.
  */
 export function parseJsonObject(
   text: string,
@@ -58,9 +61,9 @@ export function parseJsonObject(
 ): Record<string, unknown> {
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseStrictJson(text);
   } catch (e) {
-    throw new AppendlogError(code, `${what} is not valid JSON (${jsonErrorWithoutInput(e)})`, { seq });
+    throw new AppendlogError(code, `${what} is not valid JSON (${e instanceof StrictJsonError ? e.message : jsonErrorWithoutInput(e)})`, { seq });
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
     throw new AppendlogError(code, `${what} is not a JSON object`, { seq });

@@ -1,5 +1,6 @@
 import { AppendlogError } from './errors.js';
 import { canonicalJson, type CanonicalValue } from './canonical-json.js';
+import { parseStrictJson } from './strict-json.js';
 import { FRAME_PROTOCOL } from './frames.js';
 import type { ClaimedFile, ClaimsSummary, RejectedInput, VerifiedInput } from './manifest.js';
 
@@ -67,7 +68,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 export const FINGERPRINT_RE = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 
 function bad(msg: string, code: 'FRAME_INVALID' | 'BAD_ENTRY', seq?: number): never {
-  throw new AppendlogError(code, `claim refused: ${msg}`, { seq });
+  throw new AppendlogError(code, `${seq === undefined ? '' : `seq ${seq}: `}claim refused: ${msg}`, { seq });
 }
 
 const isStr = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
@@ -79,9 +80,9 @@ export function parseClaim(bytes: Uint8Array, code: 'FRAME_INVALID' | 'BAD_ENTRY
   let v: unknown;
   try {
     text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
-    v = JSON.parse(text);
+    v = parseStrictJson(text);
   } catch {
-    bad('not UTF-8 JSON', code, seq);
+    bad('not UTF-8 JSON (5.1)', code, seq);
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) bad('not a JSON object', code, seq);
   const o = v as Record<string, unknown>;

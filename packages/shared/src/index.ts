@@ -7,6 +7,7 @@ export * from './scanner.js';
 export * from './block.js';
 export * from './verifier.js';
 export * from './canonical-json.js';
+export * from './strict-json.js';
 export * from './render.js';
 export * from './manifest.js';
 export * from './bundle.js';

@@ -231,7 +231,8 @@ export function parseManifest(bytes: Uint8Array): SealManifest {
 }
 
 function mismatch(msg: string, seq?: number): never {
-  throw new AppendlogError('MANIFEST_MISMATCH', `manifest and chain disagree: ${msg}`, { seq });
+  // The seq, when there is one, is in the message as "seq N" (FORMAT.md 6.10) as well as in `seq`.
+  throw new AppendlogError('MANIFEST_MISMATCH', `${seq === undefined ? '' : `seq ${seq}: `}manifest and chain disagree: ${msg}`, { seq });
 }
 
 /**
@@ -244,14 +245,9 @@ export function checkManifestAgainstChain(m: SealManifest, f: ChainFacts): void 
   if (genesis !== m.genesis) mismatch('genesis is not the hash of vm, name and created');
   if (f.identity.vm !== m.vm || f.identity.name !== m.name || f.identity.created !== m.created) mismatch('log identity differs');
   if (f.seal === null || f.seal.seq !== f.entries) mismatch('the chain does not end with a seal entry', f.entries);
-  let p: Record<string, unknown>;
-  try {
-    p = JSON.parse(f.seal.payload.toString('utf8')) as Record<string, unknown>;
-  } catch {
-    mismatch('seal entry payload is not JSON', f.seal.seq);
-  }
+  // M4 compares bytes: the payload is never parsed.
   const expected = sealEntryPayload({ prevSeal: m.prevSeal, sealIndex: m.sealIndex, sealed: m.sealed });
-  if (!expected.equals(f.seal.payload) || p === null) mismatch('seal entry differs from the manifest (sealIndex, prevSeal or time)', f.seal.seq);
+  if (!expected.equals(f.seal.payload)) mismatch('seal entry differs from the manifest (sealIndex, prevSeal or time)', f.seal.seq);
   if (f.seal.time !== m.sealed) mismatch('seal time differs', f.seal.seq);
   if (f.lines !== m.lines || f.bytes !== m.bytes) mismatch(`lines/bytes: chain ${f.lines}/${f.bytes}, manifest ${m.lines}/${m.bytes}`);
   if (f.sessions !== m.sessions) mismatch(`sessions: chain ${f.sessions}, manifest ${m.sessions}`);

@@ -4,6 +4,7 @@ import { decodeHeader, type DecodedHeader, type LogIdentity } from './encoding.j
 import { chainEntries, chainTagged, chainTaggedAsync, genesisHash } from './chain.js';
 import { ClaimsCollector, parseClaim } from './claims.js';
 import type { ClaimsSummary } from './manifest.js';
+import { parseStrictJson } from './strict-json.js';
 
 /**
  * Streaming chain verifier (docs/FORMAT.md section 6). Feed it every entry's
@@ -129,7 +130,7 @@ export class ChainVerifier {
         try {
           h = decodeHeader(data, off);
         } catch (e) {
-          throw new AppendlogError('BAD_ENTRY', `entry after seq ${this.next - 1}: ${(e as Error).message}`, { seq: this.next });
+          throw new AppendlogError('BAD_ENTRY', `seq ${this.next}: the entry after seq ${this.next - 1}: ${(e as Error).message}`, { seq: this.next });
         }
         const end = h === undefined ? -1 : off + ENTRY_HEADER_SIZE + h.length;
         if (h === undefined || end > data.length) {
@@ -158,13 +159,13 @@ export class ChainVerifier {
       const first = this.next - this.pending;
       if (have > 0) this.chain(data, have, storedHashes);
       this.pending = 0;
-      throw failure ?? new AppendlogError('BAD_ENTRY', `${storedHashes.length / HASH_SIZE} stored hashes for ${n} entries`, { seq: first + have });
+      throw failure ?? new AppendlogError('BAD_ENTRY', `seq ${first + have}: ${storedHashes.length / HASH_SIZE} stored hashes for ${n} entries`, { seq: first + have });
     }
     if (n > 0) this.chain(data, n, storedHashes?.subarray(0, n * HASH_SIZE));
     if (failure !== undefined && badEntry !== undefined && storedHashes !== undefined) {
       this.preferHashMismatch(failure, data, badEntry.start, badEntry.end, storedHashes.subarray(n * HASH_SIZE, (n + 1) * HASH_SIZE));
     }
-    if (failure !== undefined) throw failure instanceof AppendlogError ? failure : new AppendlogError('BAD_ENTRY', String(failure), { seq: this.next });
+    if (failure !== undefined) throw failure instanceof AppendlogError ? failure : new AppendlogError('BAD_ENTRY', `seq ${this.next}: ${String(failure)}`, { seq: this.next });
     return n;
   }
 
@@ -329,7 +330,7 @@ export class ChainVerifier {
       if (i < 0 || !c.head.equals(hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE))) {
         throw new AppendlogError(
           'RECEIPT_MISMATCH',
-          `${c.label}: the log VM acknowledged seq ${c.seq} with head ${c.head.toString('hex')}, but this log has a different entry there: an acknowledged entry was dropped or rewritten`,
+          `seq ${c.seq}: ${c.label}: the log VM acknowledged seq ${c.seq} with head ${c.head.toString('hex')}, but this log has a different entry there: an acknowledged entry was dropped or rewritten`,
           { seq: c.seq },
         );
       }
@@ -402,7 +403,7 @@ export class ChainVerifier {
       try {
         h = decodeHeader(data, start);
       } catch (e) {
-        throw new AppendlogError('BAD_ENTRY', `entry after seq ${expected - 1}: ${(e as Error).message}`, { seq: expected });
+        throw new AppendlogError('BAD_ENTRY', `seq ${expected}: the entry after seq ${expected - 1}: ${(e as Error).message}`, { seq: expected });
       }
     }
     if (h === undefined || end - start !== ENTRY_HEADER_SIZE + h.length) {
@@ -415,7 +416,7 @@ export class ChainVerifier {
     if (h.seq !== expected) {
       throw new AppendlogError(
         'SEQ_OUT_OF_ORDER',
-        `expected seq ${expected}, found seq ${h.seq} (entries missing, reordered or duplicated)`,
+        `seq ${expected}: expected seq ${expected}, found seq ${h.seq} (entries missing, reordered or duplicated)`,
         { seq: expected },
       );
     }
@@ -472,14 +473,14 @@ export class ChainVerifier {
       if (entries < expect.entries) {
         throw new AppendlogError(
           'CHAIN_TRUNCATED',
-          `chain ends at seq ${entries} but ${source} says ${expect.entries} entries (tail missing from seq ${entries + 1})`,
+          `seq ${entries + 1}: chain ends at seq ${entries} but ${source} says ${expect.entries} entries (tail missing from seq ${entries + 1})`,
           { seq: entries + 1 },
         );
       }
       if (entries > expect.entries) {
         throw new AppendlogError(
           'HEAD_MISMATCH',
-          `chain has ${entries} entries but ${source} says ${expect.entries} (entries added from seq ${expect.entries + 1})`,
+          `seq ${expect.entries + 1}: chain has ${entries} entries but ${source} says ${expect.entries} (entries added from seq ${expect.entries + 1})`,
           { seq: expect.entries + 1 },
         );
       }
@@ -488,14 +489,14 @@ export class ChainVerifier {
       const c = this.checkpoints[this.nextCheckpoint]!;
       throw new AppendlogError(
         'RECEIPT_MISMATCH',
-        `${c.label}: the log VM acknowledged ${c.seq} entries, but this log ends at seq ${entries}: acknowledged entries are missing`,
+        `seq ${entries + 1}: ${c.label}: the log VM acknowledged ${c.seq} entries, but this log ends at seq ${entries}: acknowledged entries are missing`,
         { seq: entries + 1 },
       );
     }
     if (expect.head !== undefined && !head.equals(expect.head)) {
       throw new AppendlogError(
         'HEAD_MISMATCH',
-        `head hash ${head.toString('hex')} differs from ${source} ${Buffer.from(expect.head).toString('hex')} (chain rewritten)`,
+        `seq ${entries}: head hash ${head.toString('hex')} differs from ${source} ${Buffer.from(expect.head).toString('hex')} (chain rewritten)`,
         { seq: entries },
       );
     }
@@ -527,10 +528,13 @@ export class ChainVerifier {
 export const CLOSE_REASONS = ['eof', 'error', 'signal', 'refused', 'quota', 'lost'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** E7: strict UTF-8, strict JSON (5.1), an object with a `reason` of the closed set. */
 function closeReason(payload: Uint8Array, seq: number): CloseReason {
   let v: unknown;
   try {
-    v = JSON.parse(Buffer.from(payload).toString('utf8'));
+    v = parseStrictJson(strictUtf8.decode(payload));
   } catch {
     v = undefined;
   }

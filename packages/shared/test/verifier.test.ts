@@ -143,10 +143,21 @@ function specification(mode: Mode, verify: (chain: BuiltChain, opts?: VerifyOpti
     });
 
     it('accepts every close reason the log VM writes', () => {
-      const reasons = ['eof', 'error', 'signal', 'refused', 'quota', 'sealed', 'lost'];
+      const reasons = ['eof', 'error', 'signal', 'refused', 'quota', 'lost'];
       const items = reasons.flatMap((r, i) => [open(i + 1), close(i + 1, r)]);
       const facts = verify(buildChain(ID, items));
       expect(facts.closes).toEqual(Object.fromEntries(reasons.map((r) => [r, 1])));
+    });
+
+    // docs/FORMAT.md 3.5: a session cut by a seal has no close entry, so `sealed` is not in the closed set.
+    it('refuses a close with reason `sealed` (BAD_ENTRY at its seq)', () => {
+      expectFailure(() => verify(buildChain(ID, [open(1), close(1, 'sealed')])), 'BAD_ENTRY', 2);
+    });
+
+    // docs/FORMAT.md 5.1: a member name repeated in one object is refused, whichever copy a parser would keep.
+    it('refuses a close payload with a repeated member name (BAD_ENTRY at its seq)', () => {
+      const dup = { time: T, session: 1, kind: Kind.SESSION_CLOSE, payload: '{"bytes":0,"lines":0,"reason":"eof","reason":"eof","session":1}' };
+      expectFailure(() => verify(buildChain(ID, [open(1), dup])), 'BAD_ENTRY', 2);
     });
 
     it('accepts stdout, stderr, notice and claim entries inside an open session', () => {
