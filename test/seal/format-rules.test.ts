@@ -221,6 +221,23 @@ describe('6.9 / G3: signature files (points 4, 11)', () => {
     expectOk(await verify(dir));
   });
 
+  it('a stray character inside the base64 body is MALFORMED_BUNDLE, not decoded around (openpgp.js alone would skip it)', async () => {
+    const dir = attack();
+    const p = join(dir, 'signatures/01.asc');
+    const lines = readFileSync(p, 'utf8').split('\n');
+    const body = lines.findIndex((l) => l === '') + 1;
+    lines[body] = `${lines[body]!.slice(0, 8)}*${lines[body]!.slice(8)}`;
+    writeFileSync(p, lines.join('\n'));
+    expectCodeSeq(await verify(dir), 'MALFORMED_BUNDLE', null);
+  });
+
+  it('armor headers and CRLF line ends are accepted: OK', async () => {
+    const dir = attack();
+    const p = join(dir, 'signatures/01.asc');
+    writeFileSync(p, readFileSync(p, 'utf8').replace('-----\n', '-----\nComment: signed in the vault\n').replace(/\n/g, '\r\n'));
+    expectOk(await verify(dir));
+  });
+
   it('two armor blocks in one file are both read (as `cat a.asc b.asc` makes): the copy counts once, OK', async () => {
     const dir = attack();
     const p = join(dir, 'signatures/01.asc');

@@ -176,7 +176,8 @@ export class ClaimsCollector {
         this.exit = c;
         break;
       case 'input':
-        if (this.fits(this.inputs, c)) this.inputs.push({ path: c.path, size: c.size, sha256: c.sha256 });
+        // Counted as the listed object, like the other lists (8.4): not the whole claim with its `claim` member.
+        if (this.fits(this.inputs, { path: c.path, sha256: c.sha256, size: c.size })) this.inputs.push({ path: c.path, size: c.size, sha256: c.sha256 });
         else this.omittedInputs++;
         break;
       case 'artifact':

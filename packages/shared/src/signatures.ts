@@ -173,6 +173,26 @@ function looksArmored(bytes: Uint8Array): boolean {
   return head.includes('-----BEGIN PGP ');
 }
 
+/**
+ * The inside of one armor block, strictly (docs/FORMAT.md 6.9): header lines
+ * up to a mandatory empty line, a base64 body (RFC 4648 alphabet, `=` only at
+ * its end, length a multiple of 4), an optional CRC line (never checked),
+ * the END line. Trailing spaces and CRs are ignored.
+ */
+export function armorBlockWellFormed(block: string): boolean {
+  const lines = block.split('\n').map((l) => l.replace(/[ \t\r]+$/, ''));
+  let i = 1; // after the BEGIN line
+  while (i < lines.length - 1 && lines[i] !== '') {
+    if (!/^[\x21-\x39\x3b-\x7e]+:( |$)/.test(lines[i]!)) return false;
+    i++;
+  }
+  if (lines[i] !== '') return false;
+  let end = lines.length - 1; // the END line
+  if (end - 1 > i && /^=[A-Za-z0-9+/]{4}$/.test(lines[end - 1]!)) end--;
+  const body = lines.slice(i + 1, end).join('');
+  return /^[A-Za-z0-9+/]*={0,2}$/.test(body) && body.length % 4 === 0;
+}
+
 /** Every armored block in `bytes` (a file may be several files concatenated), as binary. */
 async function dearmorAll(bytes: Uint8Array, what: string, code: 'KEY_INVALID' | 'MALFORMED_BUNDLE'): Promise<Array<{ type: string; data: Uint8Array }>> {
   await loadOpenpgp();
@@ -181,6 +201,9 @@ async function dearmorAll(bytes: Uint8Array, what: string, code: 'KEY_INVALID' |
   if (blocks.length === 0) throw new AppendlogError(code, `${what}: no complete ASCII-armored OpenPGP block`);
   const out: Array<{ type: string; data: Uint8Array }> = [];
   for (const b of blocks) {
+    // openpgp.js decodes base64 leniently (it drops stray characters); the
+    // spec (6.9) does not, so every verifier gets the same bytes or refuses.
+    if (!armorBlockWellFormed(b[0])) throw new AppendlogError(code, `${what}: an armored block is damaged (no blank line after the headers, or a body that is not base64)`);
     try {
       const { data } = await openpgp.unarmor(b[0]);
       out.push({ type: b[1]!, data: data as Uint8Array });

@@ -25,7 +25,8 @@ export class StrictJsonError extends Error {
     message: string,
     readonly offset: number,
   ) {
-    super(`${message} at offset ${offset}`);
+    // The shape of V8's messages without their quotation of the input: position, then why.
+    super(`syntax error at character ${offset}: ${message}`);
     this.name = 'StrictJsonError';
   }
 }
@@ -85,9 +86,9 @@ export function parseStrictJson(text: string): JsonValue {
     const r = m.exec(text);
     if (r === null) fail('bad number');
     const after = text.charCodeAt(i + r![0].length);
-    if (after === 0x2e || after === 0x65 || after === 0x45) fail('a number with a fraction or exponent (only integers are allowed)');
+    if (after === 0x2e || after === 0x65 || after === 0x45) fail('a number with a fraction or exponent: only integers are allowed');
     const v = Number(r![0]);
-    if (!Number.isSafeInteger(v)) fail('an integer outside -(2^53 - 1) ... 2^53 - 1');
+    if (!Number.isSafeInteger(v)) fail('an integer beyond 2^53 - 1 in magnitude');
     i += r![0].length;
     return v;
   };

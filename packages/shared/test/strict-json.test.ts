@@ -48,8 +48,8 @@ describe('parseStrictJson', () => {
     refuse('1.0', /fraction or exponent/);
     refuse('1e3', /fraction or exponent/);
     refuse('1E3', /fraction or exponent/);
-    refuse('9007199254740992', /outside/);
-    refuse('-9007199254740992', /outside/);
+    refuse('9007199254740992', /beyond 2\^53/);
+    refuse('-9007199254740992', /beyond 2\^53/);
     expect(parseStrictJson('[9007199254740991,-9007199254740991,0,-0]')).toEqual([9007199254740991, -9007199254740991, 0, -0]);
   });
 
