@@ -133,9 +133,9 @@ test -f /etc/qubes/policy.d/30-appendlog.policy
     expect(r.stderr).toBe('');
     const show = await logVm('logvm show --raw build-vm/hello-raw');
     expect(out(show)).toContain('tests passed');
-    const v = await logVm('logvm verify-chain build-vm/hello-raw');
+    const v = await logVm('logvm verify-chain --store build-vm/hello-raw');
     expect(v.code, v.stderr).toBe(0);
-    expect(out(v)).toMatch(/^OK build-vm\/hello-raw: chain intact/);
+    expect(out(v)).toMatch(/^OK store build-vm\/hello-raw: chain intact/);
   });
 
   it('`logsend --target logvm ... -- make`: the build\'s exit status, its output on the terminal, receipts kept in the build VM', async () => {
@@ -240,7 +240,7 @@ test -f /etc/qubes/policy.d/30-appendlog.policy
     expect(again.code, again.stderr).toBe(0);
     const show = await logVm(`logvm show build-vm/${name}`);
     expect(out(show)).toMatch(/lost/);
-    const v = await logVm(`logvm verify-chain build-vm/${name}`);
+    const v = await logVm(`logvm verify-chain --store build-vm/${name}`);
     expect(v.code, v.stderr).toBe(0);
   });
 });
