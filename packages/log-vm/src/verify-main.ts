@@ -28,12 +28,13 @@ void yargs(hideBin(process.argv))
     describe: 'verify an exported bundle (directory)',
     builder: (y: Argv) => builder(y).option('db', { type: 'string', hidden: true }) as never,
     handler: async (args: Args) => {
-      if (args.db !== undefined) {
-        reportError(new AppendlogError('USAGE', 'this single-file verifier checks exported bundles; a log in a store needs logvm verify-chain --db'), 'appendlog-verify');
+      if (args.db !== undefined || args.store !== undefined) {
+        reportError(new AppendlogError('USAGE', 'this single-file verifier checks exported bundles; a log in a store needs logvm verify-chain --store VM/NAME'), 'appendlog-verify');
         return;
       }
-      if (!existsSync(args.target) || !statSync(args.target).isDirectory()) {
-        reportError(new AppendlogError('MALFORMED_BUNDLE', `${JSON.stringify(args.target)} is not a bundle directory`), 'logvm verify-chain: FAIL');
+      const target = args.target as string; // `<target>`: required here
+      if (!existsSync(target) || !statSync(target).isDirectory()) {
+        reportError(new AppendlogError('MALFORMED_BUNDLE', `${JSON.stringify(target)} is not a bundle directory`), 'logvm verify-chain: FAIL');
         return;
       }
       await (verifyChainCommand.handler as Handler)(args);
