@@ -16,6 +16,13 @@ line without newline gets NOEOL; a line longer than maxLine is cut into chunks
 of exactly maxLine bytes flagged CONT, a chunk being cut only once a further
 byte of the line is known to exist.
 
+Also, from docs/FORMAT.md alone: the name rules (1.4, with re.fullmatch, since
+Python's "$" matches before a final newline), strict JSON reading (5.1, json.loads
+with hooks for repeated members, NaN/Infinity, fractions, integer range, and a
+depth check before it recurses), claims (10.5, with UTF-16 lengths and a
+canonical encoder that escapes lone surrogates, which json.dumps cannot encode),
+close reasons (3.5) and the claims summary with its 2 MiB budget (8.4).
+
 Run: python3 docs/vectors/gen_vectors.py   (rewrites vectors.json next to it)
 The output is deterministic: re-running must not change the file.
 """
