@@ -88,7 +88,7 @@ describe('appendlog-verify-VERSION.cjs, alone in an empty directory', () => {
   it('a good bundle: OK, exit 0, the same output as logvm verify-chain (text and --json)', async () => {
     const r = await same([good, '--key', pub]);
     expect(r.code).toBe(EXIT.OK);
-    expect(r.stdout.toString('utf8')).toMatch(/^OK build-vm\/hello-v: chain intact and sealed/);
+    expect(r.stdout.toString('utf8')).toMatch(/^OK bundle build-vm\/hello-v: chain intact and sealed/);
     const j = await same([good, '--key', pub, '--json']);
     expect(JSON.parse(j.stdout.toString('utf8'))).toMatchObject({ ok: true, log: REF, state: 'sealed' });
   });

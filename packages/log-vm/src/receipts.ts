@@ -16,7 +16,7 @@ export function readReceipts(paths: string[], log: string): Checkpoint[] {
     try {
       const buf = readFileSync(path);
       if (buf.length > MAX_RECEIPTS_FILE) throw new Error('file too large');
-      text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf); // a BOM stays, and is refused (5.1)
     } catch (e) {
       throw new AppendlogError('USAGE', `cannot read receipts ${path}: ${(e as Error).message}`); // includes text that is not UTF-8
     }

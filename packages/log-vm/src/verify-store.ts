@@ -94,10 +94,12 @@ export async function verifyStoredLog(
   if (!sealed) throw new AppendlogError('STORE_INCONSISTENT', 'the store has a seal for this log but its head is not marked sealed');
   const manifest = parseManifest(seal.manifest);
   if (manifest.entries !== facts.entries || manifest.head !== facts.head) {
+    // The seq of 6.10, as for a bundle: the first missing or extra entry, or the last one for another head.
+    const seq = manifest.entries === facts.entries ? facts.entries : Math.min(facts.entries, manifest.entries) + 1;
     throw new AppendlogError(
       facts.entries < manifest.entries ? 'CHAIN_TRUNCATED' : 'HEAD_MISMATCH',
-      `the store's chain (${facts.entries} entries, head ${facts.head}) differs from its seal manifest (${manifest.entries}, ${manifest.head})`,
-      { seq: Math.min(facts.entries, manifest.entries) + 1 },
+      `seq ${seq}: the store's chain (${facts.entries} entries, head ${facts.head}) differs from its seal manifest (${manifest.entries}, ${manifest.head})`,
+      { seq },
     );
   }
   checkManifestAgainstChain(manifest, facts);
