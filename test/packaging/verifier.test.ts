@@ -44,7 +44,7 @@ beforeAll(async () => {
   expect(r.code, r.stderr).toBe(0);
   await logvmOk(['seal', REF, '--signer', 'gpg:release@example.org'], { db, env: signer.env });
   good = join(work, 'good');
-  await logvmOk(['export', REF, '--out', good], { db });
+  await logvmOk(['export', REF, '--out', good, '--bundle-version', '1'], { db }); // the cases edit entries.jsonl
 }, 120_000);
 
 afterAll(async () => {

@@ -81,7 +81,8 @@ beforeAll(async () => {
     expect(r.code, r.stderr).toBe(0);
   }
   await logvmOk(['seal', REF, '--signer', 'gpg:alice@example.org'], { db, env: gpg.env });
-  await logvmOk(['export', REF, '--out', bundle1], { db });
+  // Version 1 (entries.jsonl): the cases edit JSON lines (9.3).
+  await logvmOk(['export', REF, '--out', bundle1, '--bundle-version', '1'], { db });
   manifest1 = readManifest(bundle1);
   expect(manifest1.entries).toBe(N);
 });
