@@ -318,7 +318,8 @@ import re
 
 # re.fullmatch, not re.match with "$": Python's "$" also matches before a final
 # "\n", so "build-1\n" would pass (FORMAT.md 5.2). ASCII only.
-LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}", re.ASCII)          # a new log (1.4: `_` reserved)
+STORED_LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", re.ASCII)  # read from a manifest or store
 VM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,30}", re.ASCII)
 
 NAME_CASES = [
@@ -332,7 +333,11 @@ NAME_CASES = [
     ("log", ".", "a path component: refused"),
     ("log", "a/b", "a slash: refused"),
     ("log", "_framed.x", "the framed-mode prefix: refused (10.1)"),
-    ("log", "release-1.2_x", "dots, dashes, underscores after the first character"),
+    ("log", "release-1.2+x", "dots, dashes and + after the first character"),
+    ("log", "release-1.2_x", "an underscore: reserved for new logs (dom0 rewrites other bytes to _)"),
+    ("log-stored", "release-1.2_x", "an underscore: accepted when read from a manifest or store"),
+    ("log-stored", "buildlog.log_2026-12-01_21-09-53", "a name the log VM makes itself"),
+    ("log-stored", "x\n", "a trailing newline: refused here too"),
     ("log", "caf\u00e9", "non-ASCII: refused"),
     ("log", "a b", "a space: refused"),
     ("log", "", "empty: refused"),
@@ -344,8 +349,8 @@ NAME_CASES = [
     ("vm", "v" * 32, "32 characters: refused"),
 ]
 
-names = [{"comment": c, "kind": k, "name": n, "valid": bool((LOG_NAME if k == "log" else VM_NAME).fullmatch(n))}
-         for k, n, c in NAME_CASES]
+NAME_RULES = {"log": LOG_NAME, "log-stored": STORED_LOG_NAME, "vm": VM_NAME}
+names = [{"comment": c, "kind": k, "name": n, "valid": bool(NAME_RULES[k].fullmatch(n))} for k, n, c in NAME_CASES]
 
 # ---------------------------------------------------------------- strict JSON (FORMAT.md 5.1)
 

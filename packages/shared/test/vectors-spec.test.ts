@@ -13,6 +13,7 @@ import {
   ClaimsCollector,
   Kind,
   LOG_NAME_RE,
+  STORED_LOG_NAME_RE,
   VM_NAME_RE,
   canonicalJson,
   encodeEntry,
@@ -24,7 +25,7 @@ import { loadVectors } from './support.js';
 
 interface Case { comment: string; valid: boolean }
 const V = loadVectors() as unknown as {
-  names: Array<Case & { kind: 'log' | 'vm'; name: string }>;
+  names: Array<Case & { kind: 'log' | 'log-stored' | 'vm'; name: string }>;
   json: Array<Case & { bytes_hex: string }>;
   claims: Array<Case & { bytes_hex: string }>;
   closes: Array<Case & { payload_hex: string }>;
@@ -52,7 +53,7 @@ describe('the vector file has the issue-15 sections, each case with a comment, b
 
 describe('name rules (1.4)', () => {
   it.each(V.names.map((c) => [c.comment, c] as const))('%s', (_c, c) => {
-    expect((c.kind === 'log' ? LOG_NAME_RE : VM_NAME_RE).test(c.name)).toBe(c.valid);
+    expect((c.kind === 'log' ? LOG_NAME_RE : c.kind === 'log-stored' ? STORED_LOG_NAME_RE : VM_NAME_RE).test(c.name)).toBe(c.valid);
   });
 });
 
