@@ -18,6 +18,10 @@ import { AppendlogError } from './errors.js';
 export interface ServiceConfig {
   maxLine?: number;
   commitIntervalMs?: number;
+  /** Sessions one VM may have open at once (all its logs); 0 = default 16. */
+  sessionsPerVm?: number;
+  /** A session that sends nothing for this long is closed (reason idle); 0 = default 10 min. */
+  idleTimeoutMs?: number;
   quotaLogMiB?: number;
   quotaVmMiB?: number;
   /** 0 or absent: no cap beyond the disk. */
@@ -34,7 +38,7 @@ export interface ServiceConfig {
   publishSigningKey?: string;
 }
 
-const KEYS = ['maxLine', 'commitIntervalMs', 'quotaLogMiB', 'quotaVmMiB', 'maxStoreMiB'] as const;
+const KEYS = ['maxLine', 'commitIntervalMs', 'quotaLogMiB', 'quotaVmMiB', 'maxStoreMiB', 'sessionsPerVm', 'idleTimeoutMs'] as const;
 const STRING_KEYS = ['sealOnClose', 'postSealHook', 'bundleDir', 'gitGpgProgram', 'publishSigningKey'] as const;
 type StringKey = (typeof STRING_KEYS)[number];
 /** Settings that name a file must be absolute: qrexec starts the service in the home directory, an admin's shell elsewhere. */
@@ -75,6 +79,8 @@ export function readServiceConfig(env: NodeJS.ProcessEnv = process.env): Service
   out.maxStoreMiB = fromEnv('APPENDLOG_MAX_STORE_MIB') ?? out.maxStoreMiB;
   out.maxLine = fromEnv('APPENDLOG_MAX_LINE') ?? out.maxLine;
   out.commitIntervalMs = fromEnv('APPENDLOG_COMMIT_INTERVAL_MS') ?? out.commitIntervalMs;
+  out.sessionsPerVm = fromEnv('APPENDLOG_SESSIONS_PER_VM') ?? out.sessionsPerVm;
+  out.idleTimeoutMs = fromEnv('APPENDLOG_IDLE_TIMEOUT_MS') ?? out.idleTimeoutMs;
   const strEnv: Record<StringKey, string> = {
     sealOnClose: 'APPENDLOG_SEAL_ON_CLOSE',
     postSealHook: 'APPENDLOG_POST_SEAL_HOOK',

@@ -44,6 +44,8 @@ export interface AppendOptions {
   maxLine?: number;
   commitIntervalMs?: number;
   batchBytes?: number;
+  /** Close the session (reason `idle`, IDLE_TIMEOUT) after this long without input; none when unset. */
+  idleTimeoutMs?: number;
   /** Framed mode: send a receipt at least this often while data flows. */
   receiptIntervalMs?: number;
   receiptEntries?: number;
@@ -229,6 +231,21 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     input.destroy();
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
+  // A session that sends nothing holds a process and a slot of its VM's
+  // session limit: after the idle timeout it is closed, and says so.
+  let idleTimer: NodeJS.Timeout | undefined;
+  const idleMs = opts.idleTimeoutMs;
+  const armIdle = (): void => {
+    if (idleMs === undefined) return;
+    if (idleTimer !== undefined) clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      if (reason !== 'eof' || failure !== null) return;
+      reason = 'idle';
+      detail = `no input for ${idleMs} ms (the idle timeout); the session was closed`;
+      input.destroy();
+    }, idleMs);
+  };
+  armIdle();
 
   // One scanner per stream; raw mode has just the LINE stream.
   const scanners = new Map<number, LineScanner>();
@@ -270,7 +287,8 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
   const rawEmit = emitterFor(Kind.LINE);
   try {
     await input.run((chunk) => {
-      if (failure !== null || protocolError !== null) return; // the rest is not read
+      if (failure !== null || protocolError !== null || reason === 'idle') return; // the rest is not read
+      armIdle();
       s.time = now();
       if (parser === null) raw.push(chunk, rawEmit);
       else {
@@ -290,11 +308,12 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     });
   } catch (e) {
     // The sender's side broke (disconnect, reset) or we destroyed the stream.
-    if (failure === null && reason !== 'signal') {
+    if (failure === null && reason !== 'signal' && reason !== 'idle') {
       reason = 'error';
       detail = `input failed: ${(e as Error)?.message ?? String(e)}`;
     }
   } finally {
+    if (idleTimer !== undefined) clearTimeout(idleTimer);
     opts.signal?.removeEventListener('abort', onAbort);
   }
 

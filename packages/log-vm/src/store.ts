@@ -207,6 +207,8 @@ export interface OpenOptions {
   createOnly?: boolean;
   /** Log-VM event sessions carry no line bytes and must not be refused by a VM's quota. */
   skipQuota?: boolean;
+  /** Refuse (SESSION_LIMIT) when the VM already has this many live sessions. */
+  maxSessionsPerVm?: number;
 }
 
 /** What an append callback sees inside the write transaction. */
@@ -349,6 +351,7 @@ export class Store {
       const head = this.getHead(log.id);
       if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${vm}/${name} is sealed; nothing more can be appended`);
       if (!opts.skipQuota) this.checkQuota(log, head, 0);
+      if (opts.maxSessionsPerVm !== undefined) this.checkSessionLimit(vm, opts.maxSessionsPerVm);
       // Sessions whose process is gone without a close event: record them as lost.
       const live = this.db.prepare('SELECT session, pid FROM live_sessions WHERE log_id = ?').all(log.id) as Array<{ session: number; pid: number }>;
       for (const l of live) {
@@ -465,6 +468,23 @@ export class Store {
       this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, session);
     } catch {
       // best effort: at worst the next session records it as lost
+    }
+  }
+
+  /**
+   * Inside the open transaction: refuses a session when the VM already has
+   * `limit` live sessions. Every service process is its own qrexec call, so
+   * they are counted in live_sessions (shared by all processes), and only
+   * rows whose process is still running count: a killed service does not
+   * lock its VM out (its row becomes a `lost` close at that log's next open).
+   */
+  private checkSessionLimit(vm: string, limit: number): void {
+    const rows = this.db
+      .prepare('SELECT ls.pid FROM live_sessions ls JOIN logs l ON l.id = ls.log_id WHERE l.vm = ? AND l.name != ?')
+      .all(vm, EVENTS_LOG_NAME) as Array<{ pid: number }>;
+    const live = rows.filter((r) => r.pid !== process.pid && processAlive(r.pid)).length;
+    if (live >= limit) {
+      throw new AppendlogError('SESSION_LIMIT', `VM ${vm} already has ${live} session(s) open, the most the log VM allows at once (${limit}); this session was refused`);
     }
   }
 

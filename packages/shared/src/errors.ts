@@ -23,6 +23,10 @@ export const EXIT_CODES = {
   STORE_INCONSISTENT: 16,
   FRAME_INVALID: 17,
   QUOTA_EXCEEDED: 18,
+  /** the VM already has as many sessions open as the log VM allows at once. */
+  SESSION_LIMIT: 19,
+  /** a session sent nothing for the idle timeout and was closed. */
+  IDLE_TIMEOUT: 23,
   MALFORMED_BUNDLE: 20,
   MANIFEST_INVALID: 21,
   MANIFEST_MISMATCH: 22,

@@ -525,7 +525,7 @@ export class ChainVerifier {
  * close entry at all, so `sealed` is not a close reason: a close that says
  * so was not written by the log VM.)
  */
-export const CLOSE_REASONS = ['eof', 'error', 'signal', 'refused', 'quota', 'lost'] as const;
+export const CLOSE_REASONS = ['eof', 'error', 'signal', 'refused', 'quota', 'lost', 'idle'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

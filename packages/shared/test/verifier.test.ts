@@ -143,7 +143,7 @@ function specification(mode: Mode, verify: (chain: BuiltChain, opts?: VerifyOpti
     });
 
     it('accepts every close reason the log VM writes', () => {
-      const reasons = ['eof', 'error', 'signal', 'refused', 'quota', 'lost'];
+      const reasons = ['eof', 'error', 'signal', 'refused', 'quota', 'lost', 'idle'];
       const items = reasons.flatMap((r, i) => [open(i + 1), close(i + 1, r)]);
       const facts = verify(buildChain(ID, items));
       expect(facts.closes).toEqual(Object.fromEntries(reasons.map((r) => [r, 1])));

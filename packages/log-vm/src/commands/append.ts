@@ -85,6 +85,7 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
     const ssh = args['ssh-vm'] !== undefined;
     const argument = args.qrexec ? (process.env.QREXEC_SERVICE_ARGUMENT ?? '') : ssh ? sshArgument(process.env.SSH_ORIGINAL_COMMAND) : (args.name ?? '');
     let store: Store | undefined;
+    let sessionVm: string | undefined;
     let source: ByteSource | undefined;
     const controller = new AbortController();
     const onTerm = (): void => controller.abort();
@@ -102,6 +103,7 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         throw new AppendlogError('USAGE', '--ssh-vm is for an ssh forced command (authorized_keys command="logvm append --ssh-vm VM"); SSH_ORIGINAL_COMMAND is not set');
       }
       const vm = checkVmName(args.qrexec ? process.env.QREXEC_REMOTE_DOMAIN : ssh ? args['ssh-vm'] : args.vm);
+      sessionVm = vm;
       // Under qrexec the argument selects the mode: `_framed.NAME` is framed
       // (logsend), a bare NAME raw. No name starts with `_`, so neither can
       // be taken for the other.
@@ -133,6 +135,8 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         },
         maxLine,
         commitIntervalMs: args['commit-interval'] ?? config.commitIntervalMs ?? 50,
+        idleTimeoutMs: config.idleTimeoutMs || DEFAULT_IDLE_TIMEOUT_MS,
+        open: { maxSessionsPerVm: config.sessionsPerVm || DEFAULT_SESSIONS_PER_VM },
         signal: controller.signal,
       });
       if (result.receipt) await tell(result.receipt);
@@ -156,11 +160,20 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         throw new AppendlogError('FRAME_INVALID', `${result.error.message}; recorded in the log, session closed (${result.reason})`);
       }
       if (result.error) throw result.error;
+      if (result.reason === 'idle') throw new AppendlogError('IDLE_TIMEOUT', 'no input for the idle timeout; what arrived is stored and the session closed (reason idle)');
       if (result.reason === 'signal') throw new AppendlogError('TERMINATED', 'terminated by a signal; the session was closed cleanly');
       if (result.reason === 'error') throw new AppendlogError('INPUT_ERROR', 'the input broke off; what arrived is stored and the session closed');
     } catch (e) {
       const err = toCodedError(e);
       process.exitCode = err.exitCode;
+      if (err.code === 'SESSION_LIMIT' && store !== undefined && sessionVm !== undefined) {
+        // Refused before any session of its own: chained in VM/logvm-events.
+        try {
+          store.recordEvents(sessionVm, [{ notice: 'session-limit', argument: argument.slice(0, 100), detail: err.message }]);
+        } catch {
+          // The refusal stands; the sender is told in any case.
+        }
+      }
       const remote = args.qrexec || ssh;
       if (remote) {
         // qrexec (and ssh) pass our stderr back to the calling, untrusted VM
@@ -200,6 +213,10 @@ export function sshArgument(original: string | undefined): string {
   return /^[A-Za-z0-9_.+-]{1,80}$/.test(arg) ? arg : `\u0000${arg.slice(0, 80)}`;
 }
 
+/** Live sessions one VM may hold at once (config sessionsPerVm), and the idle timeout (idleTimeoutMs): docs/FORMAT.md 7.4. */
+export const DEFAULT_SESSIONS_PER_VM = 16;
+export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
+
 /** Codes whose message is about the caller's own input and safe to send back. */
 const CALLER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'NAME_INVALID',
@@ -207,6 +224,8 @@ const CALLER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'LOG_SEALED',
   'NAME_CONFLICT',
   'QUOTA_EXCEEDED',
+  'SESSION_LIMIT',
+  'IDLE_TIMEOUT',
   'FRAME_INVALID',
   'INPUT_ERROR',
   'TERMINATED',

@@ -1,0 +1,141 @@
+/**
+ * A hostile build VM opening many sessions that send nothing: the log VM
+ * limits the sessions one VM may have open at once (APPENDLOG_SESSIONS_PER_VM,
+ * default 16), counted across the separate service processes (each qrexec
+ * call is its own process) from the store's live_sessions rows whose process
+ * still runs, and closes a session that sends nothing for the idle timeout
+ * (APPENDLOG_IDLE_TIMEOUT_MS, default 10 min). Each is a coded refusal and a
+ * chained event.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  EXIT,
+  KIND,
+  ROOT,
+  events,
+  expectAllVerified,
+  expectNoCrash,
+  expectReceipt,
+  expectServiceError,
+  killGroup,
+  service,
+  showRaw,
+  startService,
+  tempDir,
+  waitUntil,
+  type Run,
+  type Started,
+} from './util.js';
+
+const tmp = tempDir('appendlog-hostile-sessions-');
+afterAll(() => tmp.cleanup());
+
+describe('when one VM opens 64 silent sessions at once (default limit 16)', () => {
+  const db = join(tmp.dir, 'limit.db');
+  const started: Started[] = [];
+  let refused: Run[] = [];
+  let kept: Started[] = [];
+
+  beforeAll(async () => {
+    // A first session creates the store, so 64 processes do not race to create its schema.
+    expectReceipt(await service('flood-vm', 'warm', db, { input: 'x\n' }));
+    for (let i = 0; i < 64; i++) started.push(startService('flood-vm', `s${i}`, db, { stdin: 'keep', measure: true, timeoutMs: 240_000 }));
+    // The refused ones end on their own; the others wait for input.
+    const ended = new Set<Started>();
+    for (const s of started) void s.done.then(() => ended.add(s));
+    await waitUntil('48 of the 64 silent sessions to be refused', () => ended.size >= 48, { timeoutMs: 200_000 });
+    // A moment for any refusal beyond the 48 (a limit counted wrongly) to show.
+    await new Promise((r) => setTimeout(r, 1000));
+    refused = await Promise.all(started.filter((s) => ended.has(s)).map((s) => s.done));
+    kept = started.filter((s) => !ended.has(s));
+  }, 240_000);
+
+  afterAll(() => {
+    for (const s of started) if (s.child.exitCode === null) killGroup(s.child, 'SIGKILL');
+  });
+
+  it('exactly 48 are refused with SESSION_LIMIT (exit 19), a JSON error line, no crash; 16 stay open', () => {
+    expect(refused).toHaveLength(48);
+    expect(kept).toHaveLength(16);
+    for (const r of refused) {
+      expectNoCrash(r, 'refused session');
+      const { message } = expectServiceError(r, 'SESSION_LIMIT');
+      expect(message).toMatch(/flood-vm .*16/);
+    }
+  });
+
+  it('memory stays bounded: each refused process peaked under 150 MB, and only 16 processes are left', () => {
+    for (const r of refused) expect(r.peakRssKiB!).toBeLessThan(150e6 / 1024);
+    expect(kept.filter((s) => s.child.exitCode === null)).toHaveLength(16);
+  });
+
+  it('each refusal is a chained session-limit notice in flood-vm/logvm-events; the refused logs hold nothing', async () => {
+    const notices = events(db, 'flood-vm', 'logvm-events').filter((e) => e.kind === KIND.NOTICE && e.json.notice === 'session-limit');
+    expect(notices).toHaveLength(48);
+    expect(String(notices[0]!.json.detail)).toMatch(/at once \(16\)/);
+  });
+
+  it('the 16 admitted sessions still work: what they send is stored and each closes with eof', async () => {
+    const runs = kept.map((s, i) => {
+      s.child.stdin!.end(`late line ${i}\n`);
+      return s.done;
+    });
+    for (const r of await Promise.all(runs)) expectReceipt(r);
+    await expectAllVerified(db);
+  });
+
+  it('a killed session does not hold its slot: after SIGKILL of 16 live sessions a new one is admitted', async () => {
+    const more = Array.from({ length: 16 }, (_, i) => startService('flood-vm', `k${i}`, db, { stdin: 'keep', timeoutMs: 120_000 }));
+    // Wait until all 16 are open (their session-open is committed), then kill them without a close.
+    const opened = (i: number): boolean => {
+      try {
+        return events(db, 'flood-vm', `k${i}`).length > 0;
+      } catch {
+        return false; // the log is not created yet
+      }
+    };
+    await waitUntil('16 sessions open', () => more.every((_, i) => opened(i)), { timeoutMs: 100_000 });
+    for (const m of more) killGroup(m.child, 'SIGKILL');
+    await Promise.all(more.map((m) => m.done));
+    expectReceipt(await service('flood-vm', 'after-kill', db, { input: 'fine\n' }));
+  });
+});
+
+describe('when a session sends one line and then nothing (idle timeout 1.5 s)', () => {
+  const db = join(tmp.dir, 'idle.db');
+  let r: Run;
+
+  beforeAll(async () => {
+    const s = startService('idle-vm', 'quiet', db, { stdin: 'keep', env: { APPENDLOG_IDLE_TIMEOUT_MS: '1500' }, timeoutMs: 60_000 });
+    s.child.stdin!.write('one line\n');
+    // stdin stays open: the sender neither sends nor ends.
+    r = await s.done;
+    s.child.stdin!.destroy();
+  }, 90_000);
+
+  it('the session is closed: IDLE_TIMEOUT (exit 23), a JSON error line, no crash', () => {
+    expectNoCrash(r, 'idle session');
+    expect(r.code).toBe(EXIT.IDLE_TIMEOUT);
+    expectServiceError(r, 'IDLE_TIMEOUT');
+  });
+
+  it('the line is stored and the chained close has reason idle, saying why', async () => {
+    expect((await showRaw(db, 'idle-vm/quiet')).toString()).toBe('one line\n');
+    const close = events(db, 'idle-vm', 'quiet').filter((e) => e.kind === KIND.SESSION_CLOSE);
+    expect(close).toHaveLength(1);
+    expect(close[0]!.json).toMatchObject({ reason: 'idle', lines: 1 });
+    expect(String(close[0]!.json.detail)).toMatch(/no input for 1500 ms/);
+    await expectAllVerified(db);
+  });
+
+  it('SESSION_LIMIT (19) and IDLE_TIMEOUT (23) are in the documented exit code tables, and idle among FORMAT.md close reasons', () => {
+    for (const file of ['README.md', 'docs/FORMAT.md']) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      expect(text, `${file} documents exit 19`).toMatch(/^\| 19 \|.*SESSION_LIMIT/m);
+      expect(text, `${file} documents exit 23`).toMatch(/^\| 23 \|.*IDLE_TIMEOUT/m);
+    }
+    expect(readFileSync(join(ROOT, 'docs/FORMAT.md'), 'utf8')).toMatch(/^\| `idle` \|/m);
+  });
+});
