@@ -128,6 +128,7 @@ install-vm: build
 	install -d $(DESTDIR)$(APPDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(QUBESRPCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	cp -a $(B)/install/app/. $(DESTDIR)$(APPDIR)/
 	chmod -R u+rwX,go+rX,go-w $(DESTDIR)$(APPDIR)
+	chmod 0755 $(DESTDIR)$(APPDIR)/packages/log-vm/bin/logvm.js $(DESTDIR)$(APPDIR)/packages/log-sender/bin/logsend.js
 	ln -sf $(APPDIR)/packages/log-vm/bin/logvm.js $(DESTDIR)$(BINDIR)/logvm
 	ln -sf $(APPDIR)/packages/log-sender/bin/logsend.js $(DESTDIR)$(BINDIR)/logsend
 	for s in $(SERVICES); do install -m 0755 $$s $(DESTDIR)$(QUBESRPCDIR)/; done

@@ -75,6 +75,11 @@ mustnot rpm-dom0.files '^/usr|qubes-rpc'
 rpm -qp --configfiles "$RPM0" 2>/dev/null | grep -q '^/etc/qubes/policy.d/30-appendlog.policy$' || { echo "packages: the dom0 policy is not a %config file"; fail=1; }
 rpm -qp --requires "$RPM" 2>/dev/null | grep -qE '^nodejs >= 20.19' || { echo "packages: the rpm does not require nodejs >= 20.19"; fail=1; }
 dpkg-deb -f "$DEB" Depends | grep -qE 'nodejs \(>= 20.19\)' || { echo "packages: the deb does not depend on nodejs (>= 20.19)"; fail=1; }
+# The programs must be executable (dh_fixperms makes *.js 0644 unless told).
+for p in ./usr/lib/appendlog/packages/log-vm/bin/logvm.js ./usr/lib/appendlog/packages/log-sender/bin/logsend.js ./etc/qubes-rpc/qubes.AppendLog; do
+  dpkg-deb -c "$DEB" | awk -v p="$p" '$6 == p { print $1 }' | grep -qx -- '-rwxr-xr-x' || { echo "packages: $p is not executable in the deb"; fail=1; }
+  rpm -qlvp "$RPM" 2>/dev/null | awk -v p="${p#.}" '$9 == p { print $1 }' | grep -qx -- '-rwxr-xr-x' || { echo "packages: ${p#.} is not executable in the rpm"; fail=1; }
+done
 [ "$fail" = 0 ] || exit 1
 echo "packages: $(wc -l < "$OUT/deb.files") paths in $(basename "$DEB"), $(wc -l < "$OUT/rpm.files") in $(basename "$RPM"), $(wc -l < "$OUT/rpm-dom0.files") in $(basename "$RPM0"): file lists checked"
 ls -la "$DEB" "$RPM" "$RPM0"

@@ -5,7 +5,7 @@
  * Suites using it skip, saying why, when the lab is absent or we are not root.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, run, type RunOptions, type RunResult } from '../helpers.js';
@@ -38,6 +38,8 @@ export interface Lab {
 /** Builds the lab (into a fresh directory, ~10 s) and starts it with `upArgs`. */
 export async function labUp(upArgs: string[]): Promise<Lab> {
   const build = mkdtempSync(join(tmpdir(), 'appendlog-qrexec-lab-'));
+  // The qubes' users run the lab's qrexec-client-vm from here.
+  chmodSync(build, 0o755);
   const runDir = join(build, 'run');
   const env = { QREXEC_LAB: build };
   const b = spawnSync(join(LAB_SRC, 'build.sh'), [], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 600_000 });
