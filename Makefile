@@ -27,7 +27,9 @@ POLICYDIR ?= /etc/qubes/policy.d
 NODE ?= node
 NPM ?= npm
 NODEDIR ?= /usr
-NODE_GYP ?= $(firstword $(shell command -v node-gyp 2>/dev/null) $(wildcard /usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js /usr/share/nodejs/node-gyp/bin/node-gyp.js))
+# node-gyp's JavaScript entry (run by $(NODE)): npm's own, else Debian's. Not
+# a `node-gyp` found on PATH first: under npm scripts that is a shell wrapper.
+NODE_GYP ?= $(firstword $(npm_config_node_gyp) $(wildcard /usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js /usr/share/nodejs/node-gyp/bin/node-gyp.js /usr/lib/node_modules/node-gyp/bin/node-gyp.js) $(shell command -v node-gyp 2>/dev/null))
 
 DEPS := appendlog-deps-$(VERSION).tar.gz
 B := build
