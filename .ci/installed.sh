@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PKG=$(realpath "${1:-build/pkg}")
 DEB=$(ls "$PKG"/deb/qubes-appendlog_*_amd64.deb)
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq --no-download "$DEB" >/dev/null
+apt-get install -y -qq "$DEB" >/dev/null
 trap 'dpkg --purge qubes-appendlog >/dev/null' EXIT
 dpkg -L qubes-appendlog | grep -E '^/usr/bin/|^/etc/qubes-rpc/|^/usr/share/man/' 
 
