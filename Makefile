@@ -82,7 +82,8 @@ $(STAGE)/.deps: $(VENDOR)/.unpacked package.json package-lock.json packages/shar
 	cd $(STAGE) && $(NPM_OFFLINE) ci
 	# better-sqlite3 from source against the distribution's Node headers
 	# (its install script would try to download a prebuilt binary first).
-	cd $(STAGE)/node_modules/better-sqlite3 && $(NODE) $(NODE_GYP) rebuild --release --nodedir=$(NODEDIR)
+	# (node-gyp lets npm_config_* variables override its command line, so set that too.)
+	cd $(STAGE)/node_modules/better-sqlite3 && npm_config_nodedir=$(NODEDIR) $(NODE) $(NODE_GYP) rebuild --release --nodedir=$(NODEDIR)
 	touch $@
 
 # The sources, compiled.
