@@ -44,7 +44,10 @@ beforeAll(async () => {
   expect(r.code, r.stderr).toBe(0);
   await logvmOk(['seal', REF, '--signer', 'gpg:release@example.org'], { db, env: signer.env });
   good = join(work, 'good');
-  await logvmOk(['export', REF, '--out', good, '--bundle-version', '1'], { db }); // the cases edit entries.jsonl
+  // Version 1 (entries.jsonl), which the tamper cases edit; the default form and an archive are checked below.
+  await logvmOk(['export', REF, '--out', good, '--bundle-version', '1'], { db });
+  await logvmOk(['export', REF, '--out', join(work, 'default')], { db });
+  await logvmOk(['export', REF, '--out', join(work, 'good.tar.gz')], { db });
 }, 120_000);
 
 afterAll(async () => {
@@ -91,6 +94,11 @@ describe('appendlog-verify-VERSION.cjs, alone in an empty directory', () => {
     expect(r.stdout.toString('utf8')).toMatch(/^OK bundle build-vm\/hello-v: chain intact and sealed/);
     const j = await same([good, '--key', pub, '--json']);
     expect(JSON.parse(j.stdout.toString('utf8'))).toMatchObject({ ok: true, log: REF, state: 'sealed' });
+  });
+
+  it('the default bundle form and a .tar.gz archive: OK, the same output as logvm verify-chain', async () => {
+    expect((await same([join(work, 'default'), '--key', pub])).code).toBe(EXIT.OK);
+    expect((await same([join(work, 'good.tar.gz'), '--key', pub])).code).toBe(EXIT.OK);
   });
 
   it('a changed line: CHAIN_HASH_MISMATCH naming the seq, as logvm verify-chain', async () => {

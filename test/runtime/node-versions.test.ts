@@ -76,7 +76,7 @@ describe.each([NODE_VERSIONS[22], NODE_VERSIONS[24]])('the installed tree on Nod
       expect(seal.code, seal.stderr).toBe(0);
     }
     const bundle = join(tmp.dir, 'bundle');
-    const e = await run(logvm, ['export', 'build-vm/framed', '--out', bundle], { env });
+    const e = await run(logvm, ['export', 'build-vm/framed', '--out', bundle, '--bundle-version', '1'], { env });
     expect(e.code, e.stderr).toBe(0);
     const pub = await gpg.exportPublic('node@example.org', join(tmp.dir, 'pub.asc'));
     const v = await run(logvm, ['verify-chain', bundle, '--key', pub, '--receipt', join(tmp.dir, 'r.jsonl')], { env });

@@ -33,7 +33,8 @@ void yargs(hideBin(process.argv))
         return;
       }
       const target = args.target as string; // `<target>`: required here
-      if (!existsSync(target) || !statSync(target).isDirectory()) {
+      // A bundle is a directory or an archive file, as for verify-chain; never a store look-up.
+      if (!existsSync(target) || !(statSync(target).isDirectory() || statSync(target).isFile())) {
         reportError(new AppendlogError('MALFORMED_BUNDLE', `${JSON.stringify(target)} is not a bundle directory`), 'logvm verify-chain: FAIL');
         return;
       }
