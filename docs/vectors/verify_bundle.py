@@ -39,7 +39,7 @@ TAG = 8
 KINDS = {"line": 0x01, "stdout": 0x02, "stderr": 0x03, "session-open": 0x10,
          "session-close": 0x11, "notice": 0x12, "seal": 0x20, "claim": 0x30}
 LINE_KINDS = (0x01, 0x02, 0x03)
-REASONS = ("eof", "error", "signal", "refused", "quota", "sealed", "lost", "idle")
+REASONS = ("eof", "error", "signal", "refused", "quota", "lost", "idle")
 EXIT = {"MALFORMED_BUNDLE": 20, "MANIFEST_INVALID": 21, "MANIFEST_MISMATCH": 22,
         "CHAIN_HASH_MISMATCH": 10, "SEQ_OUT_OF_ORDER": 11, "CHAIN_TRUNCATED": 12,
         "HEAD_MISMATCH": 13, "ENTRY_AFTER_SEAL": 14, "BAD_ENTRY": 15}
