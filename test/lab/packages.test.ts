@@ -173,7 +173,7 @@ test -f /etc/qubes/policy.d/30-appendlog.policy
     expect(e.code, e.stderr).toBe(0);
     const v = await logVm(`logvm verify-chain bundle --key ${share}/pub.asc --receipt ${share}/r.jsonl --artifact ${share}/hello.bin`);
     expect(v.code, v.stderr).toBe(0);
-    expect(out(v)).toMatch(/^OK build-vm\/hello-framed: chain intact and sealed/);
+    expect(out(v)).toMatch(/^OK bundle build-vm\/hello-framed: chain intact and sealed/);
     expect(out(v)).toContain('receipts:  the log extends every receipt');
     const sha = createHash('sha256').update(readFileSync(join(share, 'hello.bin'))).digest('hex');
     expect(out(v)).toContain(`(sha256 ${sha})`);
