@@ -82,7 +82,7 @@ describe.each([NODE_VERSIONS[22], NODE_VERSIONS[24]])('the installed tree on Nod
     const v = await run(logvm, ['verify-chain', bundle, '--key', pub, '--receipt', join(tmp.dir, 'r.jsonl')], { env });
     expect(v.code, v.stderr).toBe(0);
     expect(v.stdout.toString('utf8')).toMatch(/^OK bundle build-vm\/framed: chain intact and sealed/);
-    const a = await run(logvm, ['verify-chain', 'build-vm/hello', '--key', pub], { env });
+    const a = await run(logvm, ['verify-chain', '--store', 'build-vm/hello', '--key', pub], { env });
     expect(a.code, a.stderr).toBe(0);
     // and a tampered bundle still fails on this Node
     const { writeFileSync } = await import('node:fs');
