@@ -9,10 +9,12 @@ PKG=$(realpath "${1:-build/pkg}")
 DEB=$(ls "$PKG"/deb/qubes-appendlog_*_amd64.deb)
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq "$DEB" >/dev/null
-trap 'dpkg --purge qubes-appendlog >/dev/null' EXIT
+# A new user each run, so no store of an earlier run (same machine) is in its home.
+userdel -r appendlog-ci >/dev/null 2>&1 || true
+trap 'dpkg --purge qubes-appendlog >/dev/null; userdel -r appendlog-ci >/dev/null 2>&1 || true' EXIT
 dpkg -L qubes-appendlog | grep -E '^/usr/bin/|^/etc/qubes-rpc/|^/usr/share/man/' 
 
-id appendlog-ci >/dev/null 2>&1 || useradd -m appendlog-ci
+useradd -m appendlog-ci
 W=$(sudo -u appendlog-ci mktemp -d 2>/dev/null || su appendlog-ci -s /bin/sh -c 'mktemp -d')
 as() { su appendlog-ci -s /bin/bash -c "cd '$W' && $1"; }
 cp -r examples/hello "$W/hello" && chown -R appendlog-ci "$W/hello"
