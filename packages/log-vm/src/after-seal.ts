@@ -124,10 +124,11 @@ export interface SealAtCloseResult {
 }
 
 /**
- * sealOnClose: seals the log with the configured signer. sealLog signs
- * outside the store's write lock (Split-GPG may wait minutes for the vault's
- * user) and commits only if the log did not move, so other sessions, of any
- * VM, go on meanwhile. A refusal leaves the log open and is recorded.
+ * sealOnClose: seals the log with the configured signer. sealLog claims the
+ * log and signs outside the store's write lock (Split-GPG may wait minutes
+ * for the vault's user), so other logs, of any VM, go on meanwhile. A
+ * refusal leaves the log open and is recorded (by sealLog itself once the
+ * claim was taken, with the release of the claim).
  */
 export async function sealAtClose(store: Store, vm: string, name: string, config: ServiceConfig, opts: { export?: boolean } = {}): Promise<SealAtCloseResult> {
   const failures: StepFailure[] = [];
@@ -141,6 +142,8 @@ export async function sealAtClose(store: Store, vm: string, name: string, config
   } catch (e) {
     const error = isAppendlogError(e) ? e : toCodedError(e);
     failures.push({ step: 'seal', error });
+    const { sealFailureRecorded } = await import('./seal.js');
+    if (sealFailureRecorded(e)) return { sealed: false, bundle: null, failures };
     recordEvents(store, vm, [{ notice: 'seal-failed', log, head: headOf(store, vm, name), signer: spec, detail: `${error.code}: ${error.message}` }], failures);
     return { sealed: false, bundle: null, failures };
   }

@@ -13,7 +13,7 @@ import {
   type CloseReason,
   type FrameEvent,
 } from '@appendlog/shared';
-import type { LogRow, OpenOptions, Store } from './store.js';
+import { SealRefusal, type LogRow, type OpenOptions, type Store } from './store.js';
 import type { ByteSource } from './source.js';
 
 /**
@@ -154,9 +154,13 @@ class Session {
     }
     if (this.builder.count === 0) return;
     // On failure the batch stays as it is: discard() drops it and reports what it held.
+    // `cut`: what the close says if a seal in progress refuses this batch and then fails (7.3).
+    const refused = `refused while the log was being sealed (LOG_SEALED): ${this.pendingLines} received line(s) (${this.pendingBytes} bytes) of the last batch${endSession ? '' : ' and the rest of the input'} were not stored`;
     const block = this.opts.store.append(this.log, this.builder, {
       ...(endSession ? { endSession: this.session } : {}),
       ...(this.quotaExempt ? { skipQuota: true } : {}),
+      cut: { session: this.session, lines: this.lines, bytes: this.bytes, refused },
+      now: () => this.now(),
     });
     this.head = { entries: block.firstSeq + block.count - 1, hash: block.head };
     this.lines += this.pendingLines;
@@ -317,6 +321,34 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     opts.signal?.removeEventListener('abort', onAbort);
   }
 
+  /**
+   * A session cut by a seal (committed, or in progress: 7.3) has no close of
+   * its own (nothing may follow the seal); one seal-cut notice in
+   * VM/logvm-events says where it was cut and what was refused (13.5).
+   */
+  const sealCut = (e: AppendlogError, pending: { lines: number; bytes: number }, unread: string): SessionResult => {
+    store.endLive(s.log, s.session);
+    if (e instanceof SealRefusal) {
+      try {
+        store.recordEvents(vm, [{
+          notice: 'seal-cut',
+          log: `${s.log.vm}/${s.log.name}`,
+          session: s.session,
+          state: e.state,
+          entries: e.entries,
+          head: e.head,
+          sealIndex: e.sealIndex,
+          lines: pending.lines,
+          bytes: pending.bytes,
+          unread,
+        }], now);
+      } catch {
+        // The refusal stands and the sender is told; only the record is missing.
+      }
+    }
+    return { receipt: null, reason: 'sealed', error: e };
+  };
+
   let dropRest = false;
   if (failure !== null) {
     const f: AppendlogError = failure;
@@ -324,9 +356,8 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     s.discard();
     if (f.code === 'LOG_SEALED') {
       // Sealed under us: nothing may follow the seal, so there is no close
-      // event; the sender is told.
-      store.endLive(s.log, s.session);
-      return { receipt: null, reason: 'sealed', error: f };
+      // event; the sender is told, and the events log records it.
+      return sealCut(f, pending, 'the rest of the input was not read');
     }
     // The refused batch and the rest of the input are not stored; the chain says so.
     dropRest = true;
@@ -387,10 +418,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
       if (!isAppendlogError(e) || (e.code !== 'QUOTA_EXCEEDED' && e.code !== 'LOG_SEALED')) throw e;
       const pending = s.pendingCounts();
       s.discard();
-      if (e.code === 'LOG_SEALED') {
-        store.endLive(s.log, s.session);
-        return { receipt: null, reason: 'sealed', error: e };
-      }
+      if (e.code === 'LOG_SEALED') return sealCut(e, pending, reason === 'eof' ? 'nothing' : 'the rest of the input was not read');
       const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch were not stored`;
       reason = 'quota';
       detail = `${e.message}; ${lost}`;

@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -87,6 +88,33 @@ CREATE TABLE IF NOT EXISTS log_flags (
   flag   TEXT NOT NULL,
   time   INTEGER NOT NULL
 );
+-- A seal in progress (docs/FORMAT.md 7.3): while a log has a row here, every
+-- batch and every open of that log is refused exactly as if it were sealed,
+-- so its head cannot move while the manifest is signed (the signer is called
+-- once). One row per store at a time: the seal chain is linear. Not part of
+-- the chain; a stale row (its process gone, or older than the bound) is
+-- cleared by the next seal or append that meets it, and recorded.
+CREATE TABLE IF NOT EXISTS sealing (
+  log_id     INTEGER PRIMARY KEY REFERENCES logs (id),
+  token      TEXT NOT NULL,
+  pid        INTEGER NOT NULL,
+  start      TEXT,
+  time       INTEGER NOT NULL,
+  entries    INTEGER NOT NULL,
+  head       BLOB NOT NULL,
+  seal_index INTEGER NOT NULL
+);
+-- Sessions cut by a seal in progress: if that seal fails they get a close
+-- (reason error) when the claim is released; if it commits they stay
+-- without one, as every session sealed under it.
+CREATE TABLE IF NOT EXISTS sealing_cuts (
+  log_id  INTEGER NOT NULL REFERENCES logs (id),
+  session INTEGER NOT NULL,
+  lines   INTEGER NOT NULL,
+  bytes   INTEGER NOT NULL,
+  refused TEXT NOT NULL,
+  PRIMARY KEY (log_id, session)
+);
 CREATE TABLE IF NOT EXISTS signatures (
   seal_index INTEGER NOT NULL REFERENCES seals (seal_index),
   n          INTEGER NOT NULL,
@@ -170,6 +198,52 @@ export interface SealRow {
   manifest: Buffer;
   seal_hash: Buffer;
   prev_hash: Buffer | null;
+}
+
+/** A seal in progress: the row of `sealing` (docs/FORMAT.md 7.3). */
+export interface SealClaim {
+  log_id: number;
+  /** Random, per claim: the sealer commits only while the row is still its own. */
+  token: string;
+  pid: number;
+  /** The sealer's process start time (/proc/PID/stat field 22), to tell a reused pid; null without /proc. */
+  start: string | null;
+  time: number;
+  /** The head being signed. */
+  entries: number;
+  head: Buffer;
+  seal_index: number;
+}
+
+/**
+ * A claim older than this is stale whatever its pid says: no signer prompt
+ * is meant to wait that long, and it bounds what a reused pid can hold up.
+ * A sealer still running past it finds its claim gone and fails LOG_BUSY.
+ */
+export const SEAL_CLAIM_STALE_MS = 60 * 60 * 1000;
+
+/** LOG_SEALED because of a seal, committed (`sealed`) or in progress (`sealing`): where the log was cut. */
+export class SealRefusal extends AppendlogError {
+  constructor(
+    message: string,
+    readonly state: 'sealed' | 'sealing',
+    /** The entries and head the log was cut at: the SEAL entry, or the head being signed. */
+    readonly entries: number,
+    readonly head: string,
+    readonly sealIndex: number | null,
+  ) {
+    super('LOG_SEALED', message);
+  }
+}
+
+/** A session cut by a seal in progress, for its close if that seal fails. */
+export interface SessionCut {
+  session: number;
+  /** Lines and payload bytes the session had stored (the refused batch not counted). */
+  lines: number;
+  bytes: number;
+  /** What was refused, for the close's detail. */
+  refused: string;
 }
 
 /**
@@ -348,8 +422,13 @@ export class Store {
           .run(id, genesis);
         log = { id, vm, name, created, genesis };
       }
+      const claim = this.activeClaim(log, now);
+      if (claim !== undefined) {
+        // Refused like a sealed log: nothing of this session's input has been read.
+        throw this.sealingRefusal(log, claim, 'is being sealed; nothing more can be appended');
+      }
       const head = this.getHead(log.id);
-      if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${vm}/${name} is sealed; nothing more can be appended`);
+      if (head.sealed) throw this.sealedRefusal(log, head, 'is sealed; nothing more can be appended');
       if (!opts.skipQuota) this.checkQuota(log, head, 0);
       if (opts.maxSessionsPerVm !== undefined) this.checkSessionLimit(vm, opts.maxSessionsPerVm);
       // Sessions whose process is gone without a close event: record them as lost.
@@ -427,10 +506,23 @@ export class Store {
    * returns the committed block. Refuses (LOG_SEALED) when the log was sealed
    * meanwhile; nothing of the batch is stored then.
    */
-  append(log: LogRow, builder: BlockBuilder, opts: { endSession?: number; skipQuota?: boolean } = {}): FinishedBlock {
-    const run = this.db.transaction(() => {
+  append(log: LogRow, builder: BlockBuilder, opts: { endSession?: number; skipQuota?: boolean; cut?: SessionCut; now?: () => number } = {}): FinishedBlock {
+    const run = this.db.transaction((): FinishedBlock | SealRefusal => {
+      const claim = this.activeClaim(log, opts.now ?? Date.now);
+      if (claim !== undefined) {
+        // A seal in progress takes precedence: the batch is refused whole
+        // (committed, the refusal is: the cut row and the end of the live
+        // row), so the head the sealer signs cannot move.
+        if (opts.cut !== undefined) {
+          this.db
+            .prepare('INSERT OR REPLACE INTO sealing_cuts (log_id, session, lines, bytes, refused) VALUES (?, ?, ?, ?, ?)')
+            .run(log.id, opts.cut.session, opts.cut.lines, opts.cut.bytes, opts.cut.refused);
+          this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.cut.session);
+        }
+        return this.sealingRefusal(log, claim, 'is being sealed; the rest of this session is refused');
+      }
       const head = this.getHead(log.id);
-      if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${log.vm}/${log.name} was sealed; the rest of this session is refused`);
+      if (head.sealed) return this.sealedRefusal(log, head, 'was sealed; the rest of this session is refused');
       // skipQuota: the few entries that record a quota refusal (its notice and
       // the close) and log-VM events; bounded per session, so no flood.
       if (builder.count > 0 && opts.skipQuota !== true) this.checkQuota(log, head, storedSize(builder));
@@ -438,11 +530,141 @@ export class Store {
       if (opts.endSession !== undefined) this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.endSession);
       return block;
     });
+    let r: FinishedBlock | SealRefusal;
     try {
-      return run.immediate();
+      r = run.immediate();
     } catch (e) {
       throw storeError(`cannot append to ${log.vm}/${log.name}`, e);
     }
+    if (r instanceof SealRefusal) throw r;
+    return r;
+  }
+
+  private sealedRefusal(log: LogRow, head: HeadRow, what: string): SealRefusal {
+    const seal = this.getSeal(log.id);
+    return new SealRefusal(`log ${log.vm}/${log.name} ${what}`, 'sealed', head.entries, head.head.toString('hex'), seal?.seal_index ?? null);
+  }
+
+  private sealingRefusal(log: LogRow, c: SealClaim, what: string): SealRefusal {
+    return new SealRefusal(`log ${log.vm}/${log.name} ${what}`, 'sealing', c.entries, c.head.toString('hex'), c.seal_index);
+  }
+
+  // -------------------------------------------------------------------------
+  // Seals in progress (docs/FORMAT.md 7.3)
+
+  sealClaim(logId: number): SealClaim | undefined {
+    return this.db.prepare('SELECT * FROM sealing WHERE log_id = ?').get(logId) as SealClaim | undefined;
+  }
+
+  /** Why a claim is stale (its sealer cannot commit any more, or took too long), or null. */
+  claimStale(c: SealClaim, now: number): string | null {
+    if (now - c.time > SEAL_CLAIM_STALE_MS) return `it was taken more than ${SEAL_CLAIM_STALE_MS / 60_000} minutes ago (by process ${c.pid})`;
+    if (!processRunning(c.pid, c.start)) return `its process ${c.pid} no longer runs (killed or crashed)`;
+    return null;
+  }
+
+  /**
+   * Claims `log` for a seal, in one BEGIN IMMEDIATE transaction with the
+   * snapshot it will sign: the head and the store's last seal. Refuses
+   * LOG_SEALED and LOG_EMPTY. Stale claims (of any log) are cleared first,
+   * and recorded. While another seal of the store is in progress the claim
+   * is not taken: `busy` names it, and the caller waits (the seal chain is
+   * linear, so one seal is signed at a time).
+   */
+  claimSeal(log: LogRow, now: () => number): { claim: SealClaim; head: HeadRow; prev: SealRow | undefined } | { busy: SealClaim & { vm: string; name: string } } {
+    const run = this.db.transaction(() => {
+      for (const c of this.db.prepare('SELECT * FROM sealing').all() as SealClaim[]) {
+        const stale = this.claimStale(c, now());
+        const other = this.db.prepare('SELECT id, vm, name, created, genesis FROM logs WHERE id = ?').get(c.log_id) as LogRow;
+        if (stale === null) return { busy: { ...c, vm: other.vm, name: other.name } };
+        this.releaseClaimIn(other, c, `the seal in progress was abandoned: ${stale}`, abandonedNotice(other, c, stale), now);
+      }
+      const head = this.getHead(log.id);
+      if (head.sealed) throw new AppendlogError('LOG_SEALED', `log ${log.vm}/${log.name} is already sealed`);
+      if (head.lines === 0) throw new AppendlogError('LOG_EMPTY', `log ${log.vm}/${log.name} has no lines; refusing to seal an empty log`);
+      const prev = this.latestSeal();
+      const claim: SealClaim = {
+        log_id: log.id,
+        token: randomBytes(16).toString('hex'),
+        pid: process.pid,
+        start: processStart(process.pid),
+        time: now(),
+        entries: head.entries,
+        head: head.head,
+        seal_index: (prev?.seal_index ?? 0) + 1,
+      };
+      this.db
+        .prepare('INSERT INTO sealing (log_id, token, pid, start, time, entries, head, seal_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(claim.log_id, claim.token, claim.pid, claim.start, claim.time, claim.entries, claim.head, claim.seal_index);
+      this.db.prepare('DELETE FROM sealing_cuts WHERE log_id = ?').run(log.id);
+      return { claim, head, prev };
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw storeError(`cannot claim ${log.vm}/${log.name} for its seal`, e);
+    }
+  }
+
+  /**
+   * A failed seal gives the log back: in one transaction the claim is
+   * removed (if it is still `token`'s), the sessions it cut are closed with
+   * reason `error`, and `notice` (seal-failed) is chained in
+   * VM/logvm-events. Returns how many sessions were closed, or null when the
+   * claim was not this seal's any more (cleared as stale meanwhile).
+   */
+  releaseSeal(log: LogRow, token: string, why: string, notice: Record<string, CanonicalValue>, now: () => number = Date.now): number | null {
+    const run = this.db.transaction(() => {
+      const c = this.sealClaim(log.id);
+      if (c === undefined || c.token !== token) return null;
+      return this.releaseClaimIn(log, c, why, notice, now);
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw storeError(`cannot release the seal claim on ${log.vm}/${log.name}`, e);
+    }
+  }
+
+  /** Inside a write transaction: the claim on `log` that still holds, after clearing a stale one (recorded). */
+  private activeClaim(log: LogRow, now: () => number): SealClaim | undefined {
+    const c = this.sealClaim(log.id);
+    if (c === undefined) return undefined;
+    const stale = this.claimStale(c, now());
+    if (stale === null) return c;
+    this.releaseClaimIn(log, c, `the seal in progress was abandoned: ${stale}`, abandonedNotice(log, c, stale), now);
+    return undefined;
+  }
+
+  /**
+   * Inside a write transaction: removes the claim, writes a close (reason
+   * `error`, 3.5 (b): their batch could not be committed) for each session
+   * it cut, in the log's own chain, and chains `notice` in VM/logvm-events.
+   */
+  private releaseClaimIn(log: LogRow, _c: SealClaim, why: string, notice: Record<string, CanonicalValue>, now: () => number): number {
+    this.db.prepare('DELETE FROM sealing WHERE log_id = ?').run(log.id);
+    const cuts = this.db.prepare('SELECT session, lines, bytes, refused FROM sealing_cuts WHERE log_id = ? ORDER BY session').all(log.id) as SessionCut[];
+    if (cuts.length > 0) {
+      const builder = new BlockBuilder(4096);
+      for (const cut of cuts) {
+        builder.add(now(), cut.session, Kind.SESSION_CLOSE, 0, canonicalBytes({
+          reason: 'error',
+          session: cut.session,
+          lines: cut.lines,
+          bytes: cut.bytes,
+          detail: `${cut.refused}; ${why}; the log is open again`,
+        }));
+      }
+      this.insertBlock(log, this.getHead(log.id), builder, 0);
+      this.db.prepare('DELETE FROM sealing_cuts WHERE log_id = ?').run(log.id);
+    }
+    try {
+      // A savepoint inside this transaction: the release and its record commit together.
+      this.recordEvents(log.vm, [{ ...notice, sessions: cuts.length }], now);
+    } catch {
+      // The events log itself cannot take it (sealed, or being sealed): the release stands.
+    }
+    return cuts.length;
   }
 
   /**
@@ -608,6 +830,48 @@ export class Store {
 /** What a batch will add to the store: its entries (headers and payloads) and a 32-byte hash each. */
 function storedSize(builder: BlockBuilder): number {
   return builder.byteLength + 32 * builder.count;
+}
+
+/** The seal-abandoned notice of a stale claim (docs/FORMAT.md 13.5). */
+function abandonedNotice(log: LogRow, c: SealClaim, stale: string): Record<string, CanonicalValue> {
+  return {
+    notice: 'seal-abandoned',
+    log: `${log.vm}/${log.name}`,
+    head: c.head.toString('hex'),
+    pid: c.pid,
+    since: c.time,
+    detail: `the claim of a seal in progress was cleared: ${stale}`,
+  };
+}
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or null without /proc. */
+function processStart(pid: number): string | null {
+  const stat = procStat(pid);
+  return stat === null ? null : (stat[19] ?? null);
+}
+
+/** The fields of /proc/PID/stat after the command name (field 3 first), or null. */
+function procStat(pid: number): string[] | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the process that took a claim still runs: the pid exists, is not
+ * a zombie, and (when /proc told us at claim time) started when it did,
+ * so a reused pid does not keep a dead seal's claim alive.
+ */
+function processRunning(pid: number, start: string | null): boolean {
+  if (!processAlive(pid)) return false;
+  if (pid === process.pid) return start === null || start === processStart(pid);
+  const stat = procStat(pid);
+  if (stat === null) return true; // no /proc: kill(pid, 0) is all we know
+  if (stat[0] === 'Z' || stat[0] === 'X') return false;
+  return start === null || stat[19] === start;
 }
 
 /** Whether a service process is still running (kill 0 checks existence; EPERM means it is). */

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { parseLogRef } from '@appendlog/shared';
+import { escapeText, parseLogRef } from '@appendlog/shared';
 import { reportError, writeAll } from '../output.js';
 import { openStore, withDb, type DbArgs } from './common.js';
 
@@ -34,7 +34,12 @@ export const sealCommand: CommandModule<object, SealArgs> = {
         // Settings first: a bad config file is a usage error before anything is signed.
         const { readServiceConfig } = await import('../config.js');
         const config = readServiceConfig();
-        const res = await sealLog(store, vm, name, signer);
+        const res = await sealLog(store, vm, name, signer, {
+          onWait: (o) => {
+            // Names from the store: escaped (a log name is the build VM's choice).
+            process.stderr.write(`logvm seal: waiting for the seal of ${escapeText(`${o.vm}/${o.name}`)} in progress (process ${o.pid}, since ${new Date(o.time).toISOString()}); one seal of a store is signed at a time\n`);
+          },
+        });
         const issuers = await signatureIssuers(res.signature);
         // postSealHook: the bundle is exported to bundleDir/VM/NAME first; the
         // hook's exit status is chained in VM/logvm-events. The seal stands
