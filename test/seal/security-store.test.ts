@@ -233,50 +233,55 @@ describe('when the log or the store moves while the signer works', () => {
     expect(cond(), what).toBe(true);
   }
 
-  it('a line appended while signing: the seal is signed again and covers that line (signer called twice)', async () => {
+  it('a session opened while signing is refused with LOG_SEALED (exit 5): the head does not move, the signer is called once', async () => {
     const NAME = 'moves-while-signing';
     await appendOk(db, NAME, lines(NAME, 2));
     const { script, go } = gatedSigner('append');
     const sealing = seal(db, NAME, { command: script.path });
     await until('the signer was called', () => script.calls().length === 1);
-    await appendOk(db, NAME, 'a late line\n');
+    const late = await append(db, NAME, 'a late line\n');
+    expect(late.code, late.stderr).toBe(EXIT.LOG_SEALED);
+    expect(jsonLines(late.stdout)).toEqual([expect.objectContaining({ type: 'error', code: 'LOG_SEALED' })]);
     go();
     const r = await sealing;
     expect(r.code, r.stderr).toBe(0);
-    expect(script.calls()).toHaveLength(2);
+    expect(script.calls()).toHaveLength(1);
     const o = await verifyChain(['--store', `${VM}/${NAME}`, '--key', alicePub], { db, json: true });
     expectOk(o);
-    expect(o.result).toMatchObject({ state: 'sealed', lines: 3, sessions: 2 });
+    expect(o.result).toMatchObject({ state: 'sealed', lines: 2, sessions: 1 });
   });
 
-  it('two seals of one log at once: one succeeds, the other fails with LOG_SEALED (exit 5); one seal entry', async () => {
+  it('two seals of one log at once: the second waits for the first, then fails with LOG_SEALED (exit 5); one signer call, one seal entry', async () => {
     const NAME = 'sealed-twice-at-once';
     await appendOk(db, NAME, lines(NAME, 2));
     const { script, go } = gatedSigner('twice');
     const a = seal(db, NAME, { command: script.path });
+    await until('the first seal reached the signer', () => script.calls().length === 1);
     const b = seal(db, NAME, { command: script.path });
-    await until('both seals reached the signer', () => script.calls().length === 2);
     go();
-    const codes = (await Promise.all([a, b])).map((r) => r.code).sort((x, y) => (x ?? -1) - (y ?? -1));
-    expect(codes).toEqual([0, EXIT.LOG_SEALED]);
+    const runs = await Promise.all([a, b]);
+    expect(runs.map((r) => r.code)).toEqual([0, EXIT.LOG_SEALED]);
+    expect(script.calls()).toHaveLength(1);
     const o = await verifyChain(['--store', `${VM}/${NAME}`, '--key', alicePub], { db, json: true });
     expectOk(o);
     expect(o.result).toMatchObject({ state: 'sealed', entries: 2 + 2 + 1 });
   });
 
-  it('two logs sealed at once: both succeed with consecutive seal indexes, the seal chain stays linked', async () => {
+  it('two logs sealed at once: the second waits for the first, both succeed with consecutive seal indexes, one signer call each', async () => {
     const names = ['race-a', 'race-b'];
     for (const n of names) await appendOk(db, n, lines(n, 2));
     const { script, go } = gatedSigner('two-logs');
-    const sealing = names.map((n) => seal(db, n, { command: script.path }));
-    await until('both seals reached the signer', () => script.calls().length === 2);
+    const first = seal(db, names[0]!, { command: script.path });
+    await until('the first seal reached the signer', () => script.calls().length === 1);
+    const second = seal(db, names[1]!, { command: script.path });
     go();
-    for (const r of await Promise.all(sealing)) expect(r.code, r.stderr).toBe(0);
-    // The loser of the race saw another seal committed, so it rebuilt its manifest and signed again.
-    expect(script.calls()).toHaveLength(3);
+    const runs = await Promise.all([first, second]);
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    // Signed one after the other (the seal chain is linear): no manifest is signed twice.
+    expect(script.calls()).toHaveLength(2);
     const results = await Promise.all(names.map((n) => verifyChain(['--store', `${VM}/${n}`, '--key', alicePub], { db, json: true })));
     for (const o of results) expectOk(o);
-    const indexes = results.map((o) => o.result!.sealIndex as number).sort((x, y) => x - y);
+    const indexes = results.map((o) => o.result!.sealIndex as number);
     expect(indexes[1]).toBe(indexes[0]! + 1);
   });
 });
