@@ -84,6 +84,10 @@ $(STAGE)/.deps: $(VENDOR)/.unpacked package.json package-lock.json packages/shar
 	# (its install script would try to download a prebuilt binary first).
 	# (node-gyp lets npm_config_* variables override its command line, so set that too.)
 	cd $(STAGE)/node_modules/better-sqlite3 && npm_config_nodedir=$(NODEDIR) $(NODE) $(NODE_GYP) rebuild --release --nodedir=$(NODEDIR)
+	# zstd-napi (.tar.zst bundles on a Node without zlib zstd, such as Debian's
+	# Node 20) from its bundled libzstd sources; its install script would also
+	# try a prebuilt download first.
+	cd $(STAGE)/node_modules/zstd-napi && npm_config_nodedir=$(NODEDIR) $(NODE) $(NODE_GYP) rebuild --release --nodedir=$(NODEDIR)
 	touch $@
 
 # The sources, compiled.
@@ -124,7 +128,14 @@ install-vm: build
 	  packages/shared/native/chainhash.cc packages/shared/native/binding.gyp \
 	  node_modules/better-sqlite3/deps node_modules/better-sqlite3/src \
 	  node_modules/better-sqlite3/build/Release/obj.target node_modules/better-sqlite3/build/Release/.deps \
-	  node_modules/better-sqlite3/build/Release/test_extension.node node_modules/better-sqlite3/build/deps
+	  node_modules/better-sqlite3/build/Release/test_extension.node node_modules/better-sqlite3/build/deps \
+	  node_modules/zstd-napi/deps node_modules/zstd-napi/src \
+	  node_modules/zstd-napi/build/Release/obj.target node_modules/zstd-napi/build/Release/.deps \
+	  node_modules/zstd-napi/build/deps
+	# Type declarations only: zstd-napi lists @types/node (and so undici-types)
+	# as a runtime dependency, but nothing reads a .d.ts at run time.
+	cd $(B)/install/app && rm -rf node_modules/@types node_modules/undici-types
+	cd $(B)/install/app/node_modules/zstd-napi/build && find . -mindepth 1 -not -path ./Release -not -path ./Release/binding.node -delete
 	cd $(B)/install/app && find packages -name '*.d.ts' -o -name '*.d.ts.map' -o -name '*.js.map' | xargs rm -f
 	cd $(B)/install/app && rm -f package-lock.json && find node_modules -mindepth 1 -type d -empty -delete
 	cd $(B)/install/app/packages/shared/native && if [ -d build ]; then find build -mindepth 1 -not -path 'build/Release' -not -path 'build/Release/chainhash.node' -delete 2>/dev/null || true; fi

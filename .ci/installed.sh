@@ -32,6 +32,8 @@ as "make -C hello clean >/dev/null; logsend --transport command --command 'QREXE
 as 'logvm list'
 # seal (a throwaway gpg key standing in for Split-GPG), export, verify
 as 'export GNUPGHOME=$PWD/gnupg; mkdir -m 700 gnupg; gpg --batch --pinentry-mode loopback --passphrase "" --quick-gen-key "CI <ci@example.org>" ed25519 sign never 2>/dev/null; gpg --armor --export ci@example.org > pub.asc; logvm seal build-vm/ci-framed --signer gpg:ci@example.org; logvm export build-vm/ci-framed --out bundle; logvm verify-chain bundle --key pub.asc --receipt r.jsonl --artifact hello/hello; gpgconf --kill gpg-agent'
+# the one-file forms, .tar.zst through the packaged zstd-napi on the system Node
+as 'for f in bundle.tar bundle.tar.gz bundle.tar.zst; do logvm export build-vm/ci-framed --out $f && logvm verify-chain $f --key pub.asc --artifact hello/hello || exit 1; done'
 # a refused name, as the build VM would see it
 if as 'echo x | QREXEC_REMOTE_DOMAIN=build-vm QREXEC_SERVICE_ARGUMENT=-h /etc/qubes-rpc/qubes.AppendLog'; then echo "installed: -h was accepted"; exit 1; fi
 set +x

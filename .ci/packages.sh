@@ -51,12 +51,14 @@ rpm -qlp "$RPM0" 2>/dev/null | sort > "$OUT/rpm-dom0.files"
 
 fail=0
 must() { grep -qxF "$2" "$OUT/$1" || { echo "packages: $1 lacks $2"; fail=1; }; }
-mustnot() { if grep -E "$2" "$OUT/$1" | head -3 | grep -q .; then echo "packages: $1 must not hold $(grep -E "$2" "$OUT/$1" | head -3 | tr '\n' ' ')"; fail=1; fi; }
+# (grep -m: no `grep | head` here, whose SIGPIPE under pipefail would hide a match)
+mustnot() { local hit; hit=$(grep -E -m3 "$2" "$OUT/$1" || true); if [ -n "$hit" ]; then echo "packages: $1 must not hold $(echo "$hit" | tr '\n' ' ')"; fail=1; fi; }
 for f in deb.files rpm.files; do
   for p in /usr/bin/logvm /usr/bin/logsend /etc/qubes-rpc/qubes.AppendLog \
     /usr/lib/appendlog/packages/log-vm/bin/logvm.js /usr/lib/appendlog/packages/log-sender/bin/logsend.js \
     /usr/lib/appendlog/packages/log-vm/dist/cli.js /usr/lib/appendlog/packages/shared/dist/index.js \
     /usr/lib/appendlog/node_modules/better-sqlite3/build/Release/better_sqlite3.node \
+    /usr/lib/appendlog/node_modules/zstd-napi/build/Release/binding.node \
     /usr/lib/appendlog/node_modules/openpgp/package.json /usr/lib/appendlog/node_modules/yargs/package.json \
     /usr/lib/appendlog/node_modules/@appendlog/shared \
     /usr/share/bash-completion/completions/logvm /usr/share/bash-completion/completions/logsend; do
@@ -64,7 +66,7 @@ for f in deb.files rpm.files; do
   done
   for s in rpc/*; do case "$s" in *.policy) ;; *) must "$f" "/etc/qubes-rpc/$(basename "$s")" ;; esac; done
   # No sources, no dev tools, no build leftovers, no policy (that is dom0's).
-  mustnot "$f" '/src/.*\.ts$|^/usr/lib/appendlog/packages/.*\.(map|d\.ts)$|/node_modules/(typescript|esbuild|vitest|vite|@types|fast-check)(/|$)|better-sqlite3/(deps|src)(/|$)|\.o$|/etc/qubes/policy\.d'
+  mustnot "$f" '/src/.*\.ts$|^/usr/lib/appendlog/packages/.*\.(map|d\.ts)$|/node_modules/(typescript|esbuild|vitest|vite|@types|undici-types|fast-check)(/|$)|(better-sqlite3|zstd-napi)/(deps|src)(/|$)|/obj\.target(/|$)|\.o$|/etc/qubes/policy\.d'
 done
 must deb.files /usr/share/man/man1/logvm.1.gz
 must deb.files /usr/share/man/man1/logsend.1.gz
