@@ -50,6 +50,8 @@ rpm -qlp "$RPM" 2>/dev/null | sort > "$OUT/rpm.files"
 rpm -qlp "$RPM0" 2>/dev/null | sort > "$OUT/rpm-dom0.files"
 
 fail=0
+# grep -c, not grep -q, after a pipe: -q stops at the first match, the writer
+# then dies of SIGPIPE, and pipefail turns a found match into a failure.
 must() { grep -qxF "$2" "$OUT/$1" || { echo "packages: $1 lacks $2"; fail=1; }; }
 # (grep -m: no `grep | head` here, whose SIGPIPE under pipefail would hide a match)
 mustnot() { local hit; hit=$(grep -E -m3 "$2" "$OUT/$1" || true); if [ -n "$hit" ]; then echo "packages: $1 must not hold $(echo "$hit" | tr '\n' ' ')"; fail=1; fi; }
@@ -74,13 +76,13 @@ grep -qE '^/usr/share/man/man1/logvm\.1' "$OUT/rpm.files" || { echo "packages: r
 for p in rpc/*.policy; do must rpm-dom0.files "/etc/qubes/policy.d/$(basename "$p")"; done
 mustnot rpm-dom0.files '^/usr|qubes-rpc'
 # The dom0 policy is a config file rpm never overwrites once edited.
-rpm -qp --configfiles "$RPM0" 2>/dev/null | grep -q '^/etc/qubes/policy.d/30-appendlog.policy$' || { echo "packages: the dom0 policy is not a %config file"; fail=1; }
-rpm -qp --requires "$RPM" 2>/dev/null | grep -qE '^nodejs >= 20.19' || { echo "packages: the rpm does not require nodejs >= 20.19"; fail=1; }
-dpkg-deb -f "$DEB" Depends | grep -qE 'nodejs \(>= 20.19\)' || { echo "packages: the deb does not depend on nodejs (>= 20.19)"; fail=1; }
+rpm -qp --configfiles "$RPM0" 2>/dev/null | grep -c '^/etc/qubes/policy.d/30-appendlog.policy$' >/dev/null || { echo "packages: the dom0 policy is not a %config file"; fail=1; }
+rpm -qp --requires "$RPM" 2>/dev/null | grep -cE '^nodejs >= 20.19' >/dev/null || { echo "packages: the rpm does not require nodejs >= 20.19"; fail=1; }
+dpkg-deb -f "$DEB" Depends | grep -cE 'nodejs \(>= 20.19\)' >/dev/null || { echo "packages: the deb does not depend on nodejs (>= 20.19)"; fail=1; }
 # The programs must be executable (dh_fixperms makes *.js 0644 unless told).
 for p in ./usr/lib/appendlog/packages/log-vm/bin/logvm.js ./usr/lib/appendlog/packages/log-sender/bin/logsend.js ./etc/qubes-rpc/qubes.AppendLog; do
-  dpkg-deb -c "$DEB" | awk -v p="$p" '$6 == p { print $1 }' | grep -qx -- '-rwxr-xr-x' || { echo "packages: $p is not executable in the deb"; fail=1; }
-  rpm -qlvp "$RPM" 2>/dev/null | awk -v p="${p#.}" '$9 == p { print $1 }' | grep -qx -- '-rwxr-xr-x' || { echo "packages: ${p#.} is not executable in the rpm"; fail=1; }
+  dpkg-deb -c "$DEB" | awk -v p="$p" '$6 == p { print $1 }' | grep -cx -- '-rwxr-xr-x' >/dev/null || { echo "packages: $p is not executable in the deb"; fail=1; }
+  rpm -qlvp "$RPM" 2>/dev/null | awk -v p="${p#.}" '$9 == p { print $1 }' | grep -cx -- '-rwxr-xr-x' >/dev/null || { echo "packages: ${p#.} is not executable in the rpm"; fail=1; }
 done
 [ "$fail" = 0 ] || exit 1
 echo "packages: $(wc -l < "$OUT/deb.files") paths in $(basename "$DEB"), $(wc -l < "$OUT/rpm.files") in $(basename "$RPM"), $(wc -l < "$OUT/rpm-dom0.files") in $(basename "$RPM0"): file lists checked"
