@@ -8,6 +8,7 @@ import {
   EVENTS_LOG_NAME,
   Kind,
   canonicalBytes,
+  canonicalJson,
   genesisHash,
   type CanonicalValue,
   type FinishedBlock,
@@ -115,6 +116,23 @@ CREATE TABLE IF NOT EXISTS sealing_cuts (
   refused TEXT NOT NULL,
   PRIMARY KEY (log_id, session)
 );
+-- Refusals a VM can trigger without storing anything of its own (a session
+-- refused at open), coalesced per VM and notice kind (docs/FORMAT.md 13.5):
+-- the first of a window is chained at once, the others counted here and
+-- chained as one notice with the count at the VM's next event. Not part of
+-- the chain.
+CREATE TABLE IF NOT EXISTS event_tally (
+  vm     TEXT NOT NULL,
+  notice TEXT NOT NULL,
+  since  INTEGER NOT NULL,
+  span   INTEGER NOT NULL,
+  count  INTEGER NOT NULL,
+  hits   INTEGER NOT NULL,
+  first  INTEGER,
+  last   INTEGER,
+  sample TEXT,
+  PRIMARY KEY (vm, notice)
+);
 CREATE TABLE IF NOT EXISTS signatures (
   seal_index INTEGER NOT NULL REFERENCES seals (seal_index),
   n          INTEGER NOT NULL,
@@ -221,6 +239,26 @@ export interface SealClaim {
  * A sealer still running past it finds its claim gone and fails LOG_BUSY.
  */
 export const SEAL_CLAIM_STALE_MS = 60 * 60 * 1000;
+
+/** A row of event_tally: refusals of one VM and kind in the current window. */
+interface TallyRow {
+  vm: string;
+  notice: string;
+  /** Start (ms) and length of the window. */
+  since: number;
+  span: number;
+  /** Refusals counted and not chained yet, and all counted in this window. */
+  count: number;
+  hits: number;
+  first: number | null;
+  last: number | null;
+  /** The last counted refusal's notice (canonical JSON). */
+  sample: string | null;
+}
+
+/** The coalescing window of refusals (docs/FORMAT.md 13.5), and how long it can grow while a flood goes on. */
+export const EVENT_WINDOW_MS = 60 * 1000;
+export const EVENT_WINDOW_MAX_MS = 24 * 60 * 60 * 1000;
 
 /** LOG_SEALED because of a seal, committed (`sealed`) or in progress (`sealing`): where the log was cut. */
 export class SealRefusal extends AppendlogError {
@@ -478,17 +516,83 @@ export class Store {
   /**
    * Records log-VM events about `vm`'s logs in VM/logvm-events: one session
    * of its own (open, the notices, close `eof`) in one transaction, so each
-   * event is chained and attributable (docs/FORMAT.md 13.5). No quota
-   * applies: the entries hold no line bytes.
+   * event is chained and attributable (docs/FORMAT.md 13.5). Refusals of
+   * `vm` counted but not chained yet (recordRefusal) go in first, as one
+   * notice per kind with their count. No quota applies: the entries hold no
+   * line bytes, and what a VM can trigger without a session of its own is
+   * coalesced (recordRefusal), so the log grows by a bounded amount.
    */
   recordEvents(vm: string, notices: Array<Record<string, CanonicalValue>>, now: () => number = Date.now): { session: number; entries: number } {
-    const name = EVENTS_LOG_NAME;
-    const opened = this.openSession(vm, name, now, { mode: 'event', pid: process.pid }, { service: EVENTS_SERVICE, skipQuota: true });
-    const builder = new BlockBuilder(4096);
-    for (const n of notices) builder.add(now(), opened.session, Kind.NOTICE, 0, canonicalBytes(n));
-    builder.add(now(), opened.session, Kind.SESSION_CLOSE, 0, canonicalBytes({ reason: 'eof', session: opened.session, lines: 0, bytes: 0 }));
-    const block = this.append(opened.log, builder, { endSession: opened.session, skipQuota: true });
-    return { session: opened.session, entries: block.firstSeq + block.count - 1 };
+    const run = this.db.transaction(() => {
+      const all = [...this.takeTallies(vm), ...notices];
+      const name = EVENTS_LOG_NAME;
+      const opened = this.openSession(vm, name, now, { mode: 'event', pid: process.pid }, { service: EVENTS_SERVICE, skipQuota: true });
+      const builder = new BlockBuilder(4096);
+      for (const n of all) builder.add(now(), opened.session, Kind.NOTICE, 0, canonicalBytes(n));
+      builder.add(now(), opened.session, Kind.SESSION_CLOSE, 0, canonicalBytes({ reason: 'eof', session: opened.session, lines: 0, bytes: 0 }));
+      const block = this.append(opened.log, builder, { endSession: opened.session, skipQuota: true });
+      return { session: opened.session, entries: block.firstSeq + block.count - 1 };
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw storeError(`cannot record events of ${vm}`, e);
+    }
+  }
+
+  /**
+   * Records a refusal that `vm` can trigger without storing anything of its
+   * own (a session refused at open: `session-limit`), coalesced per VM and
+   * kind (docs/FORMAT.md 13.5): the first refusal of a window is chained at
+   * once; later ones in the window are only counted (event_tally) and
+   * chained as one notice with `count`, `first`, `last` at the VM's next
+   * event. The window is EVENT_WINDOW_MS and doubles (up to
+   * EVENT_WINDOW_MAX_MS) while refusals keep coming in consecutive windows,
+   * so a flood that never stops costs about two notices a day.
+   * Returns whether this refusal was chained on its own.
+   */
+  recordRefusal(vm: string, notice: Record<string, CanonicalValue> & { notice: string }, now: () => number = Date.now): boolean {
+    const run = this.db.transaction(() => {
+      const t = now();
+      const row = this.db.prepare('SELECT * FROM event_tally WHERE vm = ? AND notice = ?').get(vm, notice.notice) as TallyRow | undefined;
+      if (row !== undefined && t >= row.since && t < row.since + row.span) {
+        this.db
+          .prepare('UPDATE event_tally SET count = count + 1, hits = hits + 1, first = coalesce(first, ?), last = ?, sample = ? WHERE vm = ? AND notice = ?')
+          .run(t, t, canonicalJson(notice), vm, notice.notice);
+        return false;
+      }
+      // A flood that went on through the last window and is still going: a longer window.
+      const span = row !== undefined && row.hits > 0 && t < row.since + 2 * row.span ? Math.min(row.span * 2, EVENT_WINDOW_MAX_MS) : EVENT_WINDOW_MS;
+      this.recordEvents(vm, [notice], now); // chains the last window's count first
+      this.db
+        .prepare(
+          `INSERT INTO event_tally (vm, notice, since, span, count, hits, first, last, sample) VALUES (?, ?, ?, ?, 0, 0, NULL, NULL, NULL)
+             ON CONFLICT (vm, notice) DO UPDATE SET since = excluded.since, span = excluded.span, count = 0, hits = 0, first = NULL, last = NULL, sample = NULL`,
+        )
+        .run(vm, notice.notice, t, span);
+      return true;
+    });
+    try {
+      return run.immediate();
+    } catch (e) {
+      throw storeError(`cannot record a refusal of ${vm}`, e);
+    }
+  }
+
+  /** Inside a transaction: the counted refusals of `vm` as notices (one per kind with a count), and the counts reset. */
+  private takeTallies(vm: string): Array<Record<string, CanonicalValue>> {
+    const rows = this.db.prepare('SELECT * FROM event_tally WHERE vm = ? AND count > 0 ORDER BY notice').all(vm) as TallyRow[];
+    if (rows.length === 0) return [];
+    this.db.prepare('UPDATE event_tally SET count = 0, first = NULL, last = NULL, sample = NULL WHERE vm = ?').run(vm);
+    return rows.map((r) => {
+      let sample: Record<string, CanonicalValue> = {};
+      try {
+        sample = JSON.parse(r.sample ?? '{}') as Record<string, CanonicalValue>;
+      } catch {
+        // written by us as canonical JSON; an edited row only loses its sample
+      }
+      return { ...sample, notice: r.notice, count: r.count, first: r.first, last: r.last };
+    });
   }
 
   /** Sessions of the log still being written (rows of live_sessions). */

@@ -169,7 +169,8 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
       if (err.code === 'SESSION_LIMIT' && store !== undefined && sessionVm !== undefined) {
         // Refused before any session of its own: chained in VM/logvm-events.
         try {
-          store.recordEvents(sessionVm, [{ notice: 'session-limit', argument: argument.slice(0, 100), detail: err.message }]);
+          // Coalesced per window (docs/FORMAT.md 13.5): a VM opening sessions over the limit forever cannot grow its events log without bound.
+          store.recordRefusal(sessionVm, { notice: 'session-limit', argument: argument.slice(0, 100), detail: err.message });
         } catch {
           // The refusal stands; the sender is told in any case.
         }
