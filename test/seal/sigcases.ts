@@ -21,6 +21,29 @@ export const BASE = Math.floor(Date.now() / 1000) - 40 * DAY;
 export const SEALED = BASE + 10 * DAY;
 export const NOW = BASE + 20 * DAY;
 
+/**
+ * The cases' names, in the order makeFixture makes them: test names are
+ * fixed before the fixture (real gpg, in beforeAll) exists, so the tests
+ * list them from here, and makeFixture checks it made exactly these.
+ */
+export const CASE_NAMES = [
+  'a SHA-512 signature made after the seal by a valid key',
+  'a signature 4 minutes before the seal (within the 5-minute skew)',
+  'a back-dated signature (a day before the seal)',
+  'a signature from the future (an hour after verification)',
+  'a SHA-1 signature',
+  'a SHA-224 signature',
+  'a signature by a key that had expired when it signed',
+  'a signature made before the key expired, checked after it expired',
+  'a signature by a key later revoked as compromised (reason 2)',
+  'a signature by a key later revoked without a reason (reason 0)',
+  'a signature made before the key was superseded (reason 1)',
+  'a signature made after the key was retired (reason 3)',
+  'a signature by a signing subkey',
+  'a signature over other bytes (the manifest was changed)',
+  'a signature by a key that is not trusted',
+] as const;
+
 export type Expect = 'counted' | 'bad' | string; // a refusal code
 
 export interface SigCase {
@@ -126,6 +149,8 @@ export async function makeFixture(dir: string): Promise<Fixture> {
     writeFileSync(p, Buffer.concat([manifest, Buffer.from(' ')]));
     return p;
   }
+
+  expect(cases.map((c) => c.name)).toEqual([...CASE_NAMES]);
 
   const trusted = ['alice', 'carol', 'erin', 'frank', 'nora', 'grace', 'heidi', 'ivan', 'judy'].map((w) => fpr[w]!);
   const trustedKeys = (await g(['--armor', '--export', ...trusted])).stdout;
