@@ -304,6 +304,27 @@ describe('a stale claim', () => {
     s.close();
   });
 
+  it('a sealer still waiting for its signer when its claim is cleared as too old fails LOG_BUSY and commits nothing; the append that cleared it is stored', async () => {
+    const s = fresh();
+    const o = openWith(s.service, 'too-slow', ['l1\n']);
+    let appended = false;
+    // The sealer's clock puts its claim past the bound: the service's next batch finds it stale.
+    const signer = counting(parseSignerSpec(`key-file:${key.priv}`), () => {
+      s.service.append(o.log, batch(o.session, ['l2\n']));
+      appended = true;
+    });
+    let err: unknown;
+    await sealLog(s.sealer, VM, 'too-slow', signer, { now: () => Date.now() - SEAL_CLAIM_STALE_MS - 60_000 }).catch((e: unknown) => (err = e));
+    expect(err).toMatchObject({ code: 'LOG_BUSY' });
+    expect(signer.calls).toBe(1);
+    expect(appended).toBe(true);
+    expect(s.sealer.getHead(o.log.id)).toMatchObject({ sealed: 0, lines: 2 });
+    expect(s.sealer.getSeal(o.log.id)).toBeUndefined();
+    expect(notices(s.sealer, 'seal-abandoned')).toEqual([expect.objectContaining({ log: `${VM}/too-slow` })]);
+    expect(String(notices(s.sealer, 'seal-abandoned')[0]!.detail)).toContain('minutes ago');
+    s.close();
+  });
+
   it('a seal that meets a stale claim of another log clears it and is signed once', async () => {
     const s = fresh();
     const dead = session(s.service, 'dead-seal', ['a\n']);
