@@ -3,8 +3,8 @@
 # through rpc/qubes.AppendLog exactly as qrexec runs it (stdin pipe and the
 # QREXEC_* variables), then the log VM admin lists, shows, verifies and seals
 # it (plain gpg with a throwaway key stands in for Split-GPG), exports the
-# bundle, and an auditor verifies it with logvm and with plain gpg. Last, one
-# byte of the bundle is changed and verification names the entry.
+# bundle, and an auditor verifies it with logvm and with plain gpg. Last, a
+# line of the bundle is rewritten and verification names the entry.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/appendlog-demo.XXXXXX")
@@ -77,8 +77,14 @@ if [ -x /usr/bin/chromium ]; then
     echo "screenshot: $shot"
 fi
 
-step "attacker edits line 3 of the exported log; the auditor checks again"
-sed -i '3s/"text":"./"text":"X/' "$work/bundle/entries.jsonl"
+step "attacker turns 'FAILED' into 'PASSED' in the exported log (entries.bin); the auditor checks again"
+python3 - "$work/bundle/entries.bin" <<'PY'
+import sys
+path = sys.argv[1]
+data = open(path, 'rb').read()
+assert data.count(b'hello-1.0.tar.gz: FAILED') == 1, 'the line to change is not in the bundle'
+open(path, 'wb').write(data.replace(b'hello-1.0.tar.gz: FAILED', b'hello-1.0.tar.gz: PASSED'))
+PY
 set +e
 logvm verify-chain "$work/bundle" --key "$work/release.asc"
 code=$?
