@@ -3,25 +3,28 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_CODES, VERSION } from '@appendlog/shared';
 import { quietOnClosedPipe } from './output.js';
+import { COMMAND_LOADERS } from './commands/loaders.js';
 import type { CommandModule } from 'yargs';
 
-// The qrexec services (`append` from qubes.AppendLog, `buildlog` from
-// qubesbuilder.BuildLog) load only their own command: every other command
-// pulls in modules a session never uses (report rendering, bundles, trust),
-// and each of them delays the moment the session opens and starts reading
-// the sender's stdin. The other commands are loaded together, for --help.
-const SERVICES: Record<string, () => Promise<CommandModule<any, any>>> = {
-  append: async () => (await import('./commands/append.js')).appendCommand,
-  buildlog: async () => (await import('./commands/buildlog.js')).buildLogCommand,
-};
-const service = SERVICES[process.argv[2] ?? ''];
-const commands: Array<CommandModule<any, any>> = service ? [await service()] : (await import('./commands/index.js')).ALL_COMMANDS;
+// Only the command that runs is loaded: every other one pulls in modules it
+// never uses (report rendering, bundles, trust, SQLite), and at the sizes
+// logs have, loading them is a large share of a command's time (for the
+// qrexec services, `append` from qubes.AppendLog and `buildlog` from
+// qubesbuilder.BuildLog, it delays the moment the session opens and starts
+// reading the sender's stdin). Anything else (no command, --help, a typo,
+// completion) loads them all, in commands/index.ts's order, for yargs.
+// (commands/loaders.ts has one loader per command; a test keeps the two lists equal.)
+const SERVICES = new Set(['append', 'buildlog']);
+const name = process.argv[2] ?? '';
+const one = Object.hasOwn(COMMAND_LOADERS, name) ? COMMAND_LOADERS[name] : undefined;
+const commands: Array<CommandModule<any, any>> = one ? [await one()] : (await import('./commands/index.js')).ALL_COMMANDS;
+const service = one !== undefined && SERVICES.has(name);
 
 // Every command but the services (append, buildlog): a closed pipe on stdout
 // ends it quietly. The services must still close their session; they handle it.
 if (!service) quietOnClosedPipe();
 
-await yargs(hideBin(process.argv))
+const parser = yargs(hideBin(process.argv))
   .scriptName('logvm')
   .usage('$0 <command>\n\nThe log VM side of qubes.AppendLog: hash-chained, append-only, sealed build logs.')
   .command(commands)
@@ -37,5 +40,19 @@ await yargs(hideBin(process.argv))
     if (!msg && err) throw err;
     process.stderr.write(`logvm: USAGE: ${msg}\n(see logvm --help)\n`);
     process.exit(EXIT_CODES.USAGE);
-  })
-  .parseAsync();
+  });
+skipHelpCache(parser);
+await parser.parseAsync();
+
+/**
+ * yargs renders the running command's whole --help text (cliui, string-width,
+ * wrap-ansi) right after starting its handler, to have it ready should the
+ * handler fail and ask for help; ours never do (failures print their coded
+ * error, see .fail above). That rendering ran on the command's critical path,
+ * 20-40 ms of every run (node --cpu-prof). Reaching it needs yargs'
+ * internal methods: if a yargs version lacks them, nothing is changed.
+ */
+function skipHelpCache(y: unknown): void {
+  const usage = (y as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: unknown } } }).getInternalMethods?.().getUsageInstance?.();
+  if (usage !== undefined && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = (): void => undefined;
+}

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import {
   AppendlogError,
   BlockBuilder,
@@ -329,6 +330,17 @@ export interface TxnHead {
   head: HeadRow;
 }
 
+/**
+ * better-sqlite3, loaded when the first store is opened rather than at
+ * import: the commands that read a bundle (verify-chain BUNDLE, show, cosign
+ * ...) import this module but never open a store, and loading the addon is a
+ * measurable part of their start-up.
+ */
+let Sqlite: typeof Database | undefined;
+function sqlite(): typeof Database {
+  return (Sqlite ??= createRequire(import.meta.url)('better-sqlite3') as typeof Database);
+}
+
 export class Store {
   readonly db: Database.Database;
   readonly path: string;
@@ -344,7 +356,7 @@ export class Store {
     let db: Database.Database;
     try {
       if (opts.create) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: !(opts.create ?? false) });
+      db = new (sqlite())(path, { readonly: opts.readonly ?? false, fileMustExist: !(opts.create ?? false) });
     } catch (e) {
       if (!(opts.create ?? false) && !existsSync(path)) {
         throw new AppendlogError('LOG_NOT_FOUND', `no store at ${path} (nothing has been appended yet, or use --db)`);

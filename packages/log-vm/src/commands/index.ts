@@ -1,6 +1,6 @@
 // Every logvm command, in the order --help lists them, for cli.ts (which
-// loads the two services, append and buildlog, on their own: see there).
-// Register a new command here and in cli.ts's demandCommand message.
+// loads only the command that runs, through loaders.ts: see there).
+// Register a new command here, in loaders.ts and in cli.ts's demandCommand message.
 import type { CommandModule } from 'yargs';
 import { appendCommand } from './append.js';
 import { listCommand } from './list.js';
