@@ -167,6 +167,75 @@ describe('bundle version 2 (entries.bin)', () => {
     }
   }, 120_000);
 
+  // Export checks a block's records, then hashes them on the addon's thread
+  // while the next block is read and written: a change in any block is still
+  // named at its exact seq, the earlier of two changes wins, and every stored
+  // hash is compared in full (the tag written is only its first 8 bytes).
+  it('export of a store changed in later blocks names the first changed seq, and writes no bundle', async () => {
+    const lines = Array.from({ length: 30_000 }, (_, i) => `block line ${i} ${'z'.repeat(i % 90)}`).join('\n');
+    expectReceipt(await service('build-vm', 'blocks', db, { input: `${lines}\n`, timeoutMs: 60_000 }));
+    const s = await seal(db, 'build-vm/blocks', key);
+    expect(s.code, s.stderr).toBe(0);
+    const Database = (await import('better-sqlite3')).default;
+    /** A copy of the store with the changes made by `attack` to its block rows (triggers dropped first). */
+    const attacked = (name: string, attack: (rows: Array<{ id: number; first_seq: number; count: number; data: Buffer; hashes: Buffer }>) => void): string => {
+      const path = join(tmp.dir, `${name}.db`);
+      const src = new Database(db, { readonly: true });
+      src.prepare('VACUUM INTO ?').run(path);
+      src.close();
+      const d = new Database(path);
+      for (const t of d.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'").all() as Array<{ name: string }>) d.exec(`DROP TRIGGER ${t.name}`);
+      const rows = d.prepare("SELECT b.id, b.first_seq, b.count, b.data, b.hashes FROM blocks b JOIN logs l ON l.id = b.log_id WHERE l.name = 'blocks' ORDER BY b.first_seq").all() as Array<{ id: number; first_seq: number; count: number; data: Buffer; hashes: Buffer }>;
+      expect(rows.length).toBeGreaterThanOrEqual(3);
+      attack(rows);
+      const upd = d.prepare('UPDATE blocks SET data = ?, hashes = ? WHERE id = ?');
+      for (const r of rows) upd.run(r.data, r.hashes, r.id);
+      d.close();
+      return path;
+    };
+    const seqIn = (r: { first_seq: number; count: number }, k: number): number => r.first_seq + Math.min(k, r.count - 1);
+    const flipHash = (r: { first_seq: number; hashes: Buffer }, seq: number, byte: number): void => {
+      const at = (seq - r.first_seq) * 32 + byte;
+      r.hashes[at] = r.hashes[at]! ^ 0x40;
+    };
+    const flipPayload = (r: { first_seq: number; data: Buffer }, seq: number): void => {
+      // Walk the encodings (26-byte header, payload length at 22) to the entry, then change its last payload byte.
+      let off = 0;
+      for (let q = r.first_seq; q < seq; q++) off += 26 + r.data.readUInt32BE(off + 22);
+      const at = off + 26 + r.data.readUInt32BE(off + 22) - 1;
+      r.data[at] = r.data[at]! ^ 0x01;
+    };
+    const cases: Array<{ name: string; attack: Parameters<typeof attacked>[1]; seq: (rows: Array<{ first_seq: number; count: number }>) => number }> = [
+      { name: 'payload-block-3', attack: (rows) => flipPayload(rows[2]!, seqIn(rows[2]!, 17)), seq: (rows) => seqIn(rows[2]!, 17) },
+      { name: 'hash-tail-block-2', attack: (rows) => flipHash(rows[1]!, seqIn(rows[1]!, 5), 20), seq: (rows) => seqIn(rows[1]!, 5) },
+      {
+        name: 'hash-tail-block-2-and-payload-block-3',
+        attack: (rows) => {
+          flipPayload(rows[2]!, seqIn(rows[2]!, 3));
+          flipHash(rows[1]!, seqIn(rows[1]!, 900), 31);
+        },
+        seq: (rows) => seqIn(rows[1]!, 900),
+      },
+    ];
+    for (const c of cases) {
+      let rows: Array<{ first_seq: number; count: number }> = [];
+      const store = attacked(c.name, (r) => {
+        c.attack(r);
+        rows = r;
+      });
+      const want = c.seq(rows);
+      for (const ext of ['', '.tar']) {
+        const out = join(tmp.dir, `${c.name}-out${ext}`);
+        const e = await logvm(['export', 'build-vm/blocks', '--out', out], { db: store });
+        expectNoCrash(e, 'export');
+        expect(e.code, `${c.name}${ext}: ${e.stderr}`).toBe(EXIT.CHAIN_HASH_MISMATCH);
+        expect(e.stderr.toString()).toContain(`seq ${want}:`);
+        expect(existsSync(out)).toBe(false);
+        expect(existsSync(`${out}.partial`)).toBe(false);
+      }
+    }
+  }, 120_000);
+
   it('the directory holds entries.bin and verifies', async () => {
     expect(readdirSync(dirV2).sort()).toEqual(['README.txt', 'entries.bin', 'manifest.json', 'signatures']);
     expect((await verify(dirV2)).json.ok).toBe(true);

@@ -465,6 +465,40 @@ describe('when a line of a sealed log is changed in the store', () => {
   });
 });
 
+// Export writes version 2 records, whose check tag is only the first 8 bytes
+// of each stored hash, and hashes them in the background: the stored hash
+// must still be compared in all 32 bytes, and the first wrong one named.
+describe.each([
+  ['its last 24 bytes (beyond what a version 2 tag carries)', 8],
+  ['its first 8 bytes (the version 2 tag)', 0],
+])('when the stored hash of seq 3 of a sealed log is changed in %s', (_what, at) => {
+  let store: string;
+  beforeAll(async () => {
+    store = copyStore();
+    await dropTriggers(store);
+    const row = (await sqliteOk(store, `SELECT b.id || ' ' || b.first_seq || ' ' || hex(b.hashes) FROM blocks b JOIN logs l ON l.id = b.log_id WHERE l.name = 'sealed-1' AND b.first_seq <= 3 ORDER BY b.first_seq DESC LIMIT 1`)).trim();
+    const [id, first, hex] = row.split(' ') as [string, string, string];
+    const hashes = Buffer.from(hex, 'hex');
+    const byte = (3 - Number(first)) * 32 + at + 5;
+    expect(byte).toBeLessThan(hashes.length);
+    hashes[byte] = hashes[byte]! ^ 0x01;
+    await sqliteOk(store, `UPDATE blocks SET hashes = X'${hashes.toString('hex')}' WHERE id = ${id};`);
+  });
+
+  it.each([['directory', ''], ['.tar', '.tar']])('export to a %s refuses it: CHAIN_HASH_MISMATCH naming seq 3, no bundle written', async (_form, ext) => {
+    const out = join(tmp.dir, `out-stored-hash-${at}${ext}`);
+    const r = await logvm(['export', `${VM}/sealed-1`, '--out', out], { db: store });
+    expectCode(r, 'CHAIN_HASH_MISMATCH');
+    expect(r.stderr).toContain('seq 3:');
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.partial`)).toBe(false);
+  });
+
+  it('verify-chain --store names seq 3 too', async () => {
+    expectFailure(await verifyChain(['--store', `${VM}/sealed-1`], { db: store, json: true }), 'CHAIN_HASH_MISMATCH', 3);
+  });
+});
+
 describe('when an open log is tampered with before the seal', () => {
   it('seal fails with CHAIN_HASH_MISMATCH (exit 10) naming seq 3 and never calls the signer', async () => {
     const NAME = 'tampered-open';

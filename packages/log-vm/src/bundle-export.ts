@@ -8,6 +8,7 @@ import {
   ARCHIVE_NAMES,
   BUNDLE_FILES,
   ChainVerifier,
+  HASH_SIZE,
   TAG_BYTES,
   TAR_END,
   checkManifestAgainstChain,
@@ -64,21 +65,53 @@ export async function exportBundle(
   const manifest = parseManifest(seal.manifest);
   const signatures = store.signatures(seal.seal_index).map((armored, i) => ({ name: `${String(i + 1).padStart(2, '0')}.asc`, armored }));
   const verifier = new ChainVerifier({ vm: log.vm, name: log.name, created: log.created });
-  /** The entries member's bytes, block by block, each block verified first. */
-  /** The entries member's bytes, block by block, each block verified first; `reuse`: one output buffer for all. */
-  const chunks = function* (reuse: boolean): Generator<Buffer | string> {
-    let out: Buffer | undefined;
+  /**
+   * The entries member's bytes, block by block. Version 2: each block's
+   * records are checked (E1-E7) before they are handed on and hashed on the
+   * addon's worker thread while the next block is read and written
+   * (ChainVerifier.pushTaggedAsync, every hash compared in full with the
+   * stored one), so the two cores share the work; a failure anywhere
+   * throws, and nothing is renamed into place before `finish` has checked
+   * the end. Version 1: each block is verified before it is written.
+   * `reuse`: the sink copies what it is given at once, so two output
+   * buffers serve every block (one is being hashed while the other fills).
+   */
+  const chunks = async function* (reuse: boolean): AsyncGenerator<Buffer | string> {
+    const bufs: Array<Buffer | undefined> = [undefined, undefined];
+    let k = 0;
     for (const block of store.blocks(log.id)) {
-      pushStoredBlock(verifier, block, opts.progress, manifest.entries);
-      if (version === 2) {
-        const size = block.data.length + block.count * TAG_BYTES;
-        // Not from Buffer's shared pool: this buffer is written over block after block.
-        if (reuse && (out === undefined || out.length < size)) out = Buffer.allocUnsafeSlow(Math.max(size, 1 << 20));
-        yield tagRecords(block.data, block.hashes, block.count, reuse ? out : undefined);
-      } else {
+      if (version === 1) {
+        pushStoredBlock(verifier, block, opts.progress, manifest.entries);
         yield* jsonRecords(block);
+        continue;
       }
+      const size = block.data.length + block.count * TAG_BYTES;
+      let out: Buffer | undefined;
+      if (reuse) {
+        // Not from Buffer's shared pool: these buffers are written over block after block.
+        const cur = bufs[k & 1];
+        out = cur !== undefined && cur.length >= size ? cur : (bufs[k & 1] = Buffer.allocUnsafeSlow(Math.max(size, 1 << 20)));
+        k++;
+      }
+      const records = block.hashes.length === block.count * HASH_SIZE ? tryTagRecords(block, out) : undefined;
+      const before = verifier.entries;
+      if (records === undefined || before + 1 !== block.first_seq) {
+        // A row that is not what it says: judged entry by entry, after the blocks before it.
+        await verifier.settle();
+        pushStoredBlock(verifier, block, opts.progress, manifest.entries);
+        throw new AppendlogError('STORE_INCONSISTENT', `block row at seq ${block.first_seq} cannot be exported`, { seq: block.first_seq });
+      }
+      const n = await verifier.pushTaggedAsync(records, TAG_BYTES, block.hashes);
+      if (n !== block.count) {
+        await verifier.settle();
+        throw new AppendlogError('STORE_INCONSISTENT', `block row at seq ${block.first_seq} says ${block.count} entries from seq ${block.first_seq}; it holds ${n} from seq ${before + 1}`, {
+          seq: before + 1,
+        });
+      }
+      opts.progress?.(verifier.entries, manifest.entries);
+      yield records;
     }
+    await verifier.settle();
   };
   const finish = (): ChainFacts => {
     const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the seal manifest' });
@@ -117,6 +150,16 @@ function lexists(p: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** A block's version 2 records (tags from its stored hashes); undefined if its data is not `count` whole entries. */
+function tryTagRecords(block: BlockRow, out: Buffer | undefined): Buffer | undefined {
+  try {
+    return tagRecords(block.data, block.hashes, block.count, out);
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
   }
 }
 
@@ -218,7 +261,7 @@ async function writeDirectory(
   signatures: Array<{ name: string; armored: string }>,
   readme: Buffer,
   version: 1 | 2,
-  chunks: (reuse: boolean) => Generator<Buffer | string>,
+  chunks: (reuse: boolean) => AsyncGenerator<Buffer | string>,
   finish: () => ChainFacts,
 ): Promise<ChainFacts> {
   mkdirSync(join(dir, BUNDLE_FILES.signatures), { recursive: true });
@@ -226,7 +269,7 @@ async function writeDirectory(
   for (const s of signatures) writeFileSync(join(dir, BUNDLE_FILES.signatures, s.name), s.armored);
   const sink = new FileSink(join(dir, version === 2 ? ARCHIVE_NAMES.entriesV2 : ARCHIVE_NAMES.entriesV1));
   try {
-    for (const c of chunks(sink.reusable)) await sink.write(c);
+    for await (const c of chunks(sink.reusable)) await sink.write(c);
     await sink.close();
   } catch (e) {
     await sink.abort();
@@ -254,7 +297,7 @@ async function writeArchive(
   version: 1 | 2,
   store: Store,
   logId: number,
-  chunks: (reuse: boolean) => Generator<Buffer | string>,
+  chunks: (reuse: boolean) => AsyncGenerator<Buffer | string>,
   finish: () => ChainFacts,
 ): Promise<ChainFacts> {
   const mtime = Math.floor(parseManifest(manifestBytes).sealed / 1000);
@@ -266,7 +309,7 @@ async function writeArchive(
     rmSync(entriesFile, { force: true });
     const tmp = new FileSink(entriesFile);
     try {
-      for (const c of chunks(tmp.reusable)) await tmp.write(c);
+      for await (const c of chunks(tmp.reusable)) await tmp.write(c);
       await tmp.close();
     } catch (e) {
       await tmp.abort();
@@ -293,7 +336,7 @@ async function writeArchive(
     if (entriesFile !== undefined) {
       for await (const c of createReadStream(entriesFile, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) await sink.write(c);
     } else {
-      for (const c of chunks(sink.reusable)) await sink.write(c);
+      for await (const c of chunks(sink.reusable)) await sink.write(c);
       facts = finish();
     }
     if (sink.written - start !== entriesSize) {

@@ -222,15 +222,18 @@ export class ChainVerifier {
   }
 
   /** A run whose check failed: the records before the failure are hashed first (an earlier change wins), then a changed bad entry is named as changed. Always throws. */
-  private failTagged(data: Uint8Array, tail: number, n: number, failure: unknown, badEntry: { start: number; end: number } | undefined): never {
-    if (n > 0) this.chainTaggedRun(data, n, tail);
+  private failTagged(data: Uint8Array, tail: number, n: number, failure: unknown, badEntry: { start: number; end: number } | undefined, stored?: Uint8Array): never {
+    if (n > 0) this.chainTaggedRun(data, n, tail, stored);
     if (badEntry !== undefined && failure instanceof AppendlogError && failure.code === 'BAD_ENTRY') {
       // A changed entry whose new content also breaks a rule: report the change (as pushBlock does).
       const recEnd = badEntry.end + tail;
       if (recEnd <= data.length) {
         const offsets = Uint32Array.of(badEntry.start, recEnd);
         const head = Buffer.from(this.head);
-        if (chainTagged(head, data, offsets, 1, Buffer.allocUnsafe(HASH_SIZE), tail, true) === 0) {
+        const hash = Buffer.allocUnsafe(HASH_SIZE);
+        const tagBad = chainTagged(head, data, offsets, 1, hash, tail, true) === 0;
+        const full = stored?.subarray(n * HASH_SIZE, (n + 1) * HASH_SIZE);
+        if (tagBad || (full !== undefined && full.length === HASH_SIZE && !hash.equals(full))) {
           throw new AppendlogError('CHAIN_HASH_MISMATCH', `seq ${this.next}: entry hash does not match its content and predecessor (entry changed)`, {
             seq: this.next,
           });
@@ -253,8 +256,13 @@ export class ChainVerifier {
    * waits for the hashing of the runs before it (a mismatch there is an
    * earlier seq and wins), then is judged as pushTagged judges it. Call
    * `settle` before `end`.
+   *
+   * `stored`: the records' full 32-byte hashes as a store holds them (export
+   * makes the tags from them): each recomputed hash must equal its stored
+   * hash in all 32 bytes, not just in the tag, as pushBlock checks a store
+   * block; the first that differs is named.
    */
-  async pushTaggedAsync(data: Uint8Array, tail: number): Promise<number> {
+  async pushTaggedAsync(data: Uint8Array, tail: number, stored?: Uint8Array): Promise<number> {
     const before = this.inflight;
     const start = this.next;
     const cap = Math.ceil(data.length / (ENTRY_HEADER_SIZE + tail)) + 1;
@@ -274,17 +282,25 @@ export class ChainVerifier {
       this.inflight = undefined;
       this.offsets = job.offsets;
       try {
-        this.failTagged(data, tail, r.n, r.failure, r.badEntry);
+        this.failTagged(data, tail, r.n, r.failure, r.badEntry, stored);
       } finally {
         this.offsets = saved;
       }
     }
     const n = r.n;
+    if (stored !== undefined && stored.length !== n * HASH_SIZE) {
+      await before;
+      this.inflight = undefined;
+      const first = this.next - this.pending;
+      this.pending = 0;
+      throw new AppendlogError('BAD_ENTRY', `seq ${first}: ${stored.length / HASH_SIZE} stored hashes for ${n} entries`, { seq: first });
+    }
     const { offsets, out } = job;
     const jobBuffers = job;
     const hashing = (async (): Promise<void> => {
       await before;
-      const bad = await chainTaggedAsync(this.head, data, offsets, n, out, tail);
+      let bad = await chainTaggedAsync(this.head, data, offsets, n, out, tail);
+      if (stored !== undefined) bad = earlierDifference(out, stored, bad, n);
       this.pending -= n;
       this.spare = jobBuffers; // free again: the run after next may use it
       this.checkCheckpoints(start, bad >= 0 ? bad : n, out);
@@ -309,11 +325,12 @@ export class ChainVerifier {
   }
 
   /** Hashes the `n` checked tagged records at this.offsets; tags and receipts checked. */
-  private chainTaggedRun(data: Uint8Array, n: number, tail: number): void {
+  private chainTaggedRun(data: Uint8Array, n: number, tail: number, stored?: Uint8Array): void {
     const first = this.next - this.pending;
     this.pending = 0;
     if (this.scratch.length < n * HASH_SIZE) this.scratch = Buffer.allocUnsafe(n * HASH_SIZE);
-    const bad = chainTagged(this.head, data, this.offsets, n, this.scratch, tail, true);
+    let bad = chainTagged(this.head, data, this.offsets, n, this.scratch, tail, true);
+    if (stored !== undefined) bad = earlierDifference(this.scratch, stored, bad, n);
     // Receipts up to the first bad record are still checked first: the earlier failure wins.
     this.checkCheckpoints(first, bad >= 0 ? bad : n, this.scratch);
     if (bad >= 0) {
@@ -541,4 +558,28 @@ function closeReason(payload: Uint8Array, seq: number): CloseReason {
   const r = v !== null && typeof v === 'object' ? (v as { reason?: unknown }).reason : undefined;
   if (typeof r === 'string' && (CLOSE_REASONS as readonly string[]).includes(r)) return r as CloseReason;
   throw new AppendlogError('BAD_ENTRY', `seq ${seq}: session-close entry without a known reason`, { seq });
+}
+
+/**
+ * After chainTagged over `n` records found its first tag mismatch at `bad`
+ * (-1: none; the hashes up to it are in `computed`): the first record whose
+ * hash differs from its stored full hash, if that comes earlier, else `bad`.
+ */
+function earlierDifference(computed: Uint8Array, stored: Uint8Array, bad: number, n: number): number {
+  const d = firstDifferent(computed, stored, bad >= 0 ? bad + 1 : n);
+  return d >= 0 ? d : bad;
+}
+
+/** The first of the first `n` 32-byte hashes that differs between `computed` and `stored` (one missing from `stored` differs), else -1. */
+function firstDifferent(computed: Uint8Array, stored: Uint8Array, n: number): number {
+  const a = Buffer.from(computed.buffer, computed.byteOffset, computed.byteLength);
+  const b = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+  const len = n * HASH_SIZE;
+  // One comparison for the usual case (all equal), then the exact index.
+  if (b.length >= len && a.compare(b, 0, len, 0, len) === 0) return -1;
+  for (let i = 0; i < n; i++) {
+    const at = i * HASH_SIZE;
+    if (b.length < at + HASH_SIZE || a.compare(b, at, at + HASH_SIZE, at, at + HASH_SIZE) !== 0) return i;
+  }
+  return -1;
 }
