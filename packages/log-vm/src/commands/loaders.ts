@@ -1,6 +1,6 @@
 // One loader per logvm command, by the command's name, so that cli.ts loads
 // only the command that runs (see there). Importing this file loads none of
-// them. test/cli-lazy.test.ts checks that it names every command of
+// them. test/foundation/cli-lazy.test.ts checks that it names every command of
 // commands/index.ts, each loader giving that very command.
 import type { CommandModule } from 'yargs';
 

@@ -1,0 +1,37 @@
+/**
+ * logvm loads only the command that runs (packages/log-vm/src/cli.ts, through
+ * commands/loaders.ts); --help and anything unknown load them all
+ * (commands/index.ts). The two lists must name the same commands, and a
+ * command run on its own must still behave as in the full set.
+ */
+import { describe, expect, it } from 'vitest';
+import { COMMAND_LOADERS } from '../../packages/log-vm/src/commands/loaders.js';
+import { ALL_COMMANDS } from '../../packages/log-vm/src/commands/index.js';
+import { logvm } from '../helpers.js';
+
+const nameOf = (c: { command?: string | readonly string[] }): string => String(Array.isArray(c.command) ? c.command[0] : c.command).split(' ')[0]!;
+
+describe('logvm loads one command', () => {
+  it('has one loader per command of commands/index.ts, each giving that very command', async () => {
+    expect(Object.keys(COMMAND_LOADERS).sort()).toEqual(ALL_COMMANDS.map(nameOf).sort());
+    for (const c of ALL_COMMANDS) expect(await COMMAND_LOADERS[nameOf(c)]!()).toBe(c);
+  });
+
+  it('--help still lists every command; a command loaded alone still has its own --help and refuses unknown options', async () => {
+    const all = await logvm(['--help']);
+    expect(all.code).toBe(0);
+    for (const c of ALL_COMMANDS) expect(all.stdout.toString()).toContain(`logvm ${nameOf(c)}`);
+    const one = await logvm(['verify-chain', '--help']);
+    expect(one.code).toBe(0);
+    expect(one.stdout.toString()).toContain('--threshold');
+    const bad = await logvm(['export', 'a/b', '--out', '/nonexistent/x', '--no-such-option']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.toString()).toContain('Unknown argument');
+  });
+
+  it('an unknown command is still refused as a usage error (all commands loaded for it)', async () => {
+    const r = await logvm(['verify-chains']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.toString()).toContain('USAGE');
+  });
+});
