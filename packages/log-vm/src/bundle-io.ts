@@ -21,6 +21,7 @@ import {
   type SealManifest,
 } from '@appendlog/shared';
 import { MAX_SIGNATURE_FILES, MAX_SIGNATURE_FILE_BYTES, verifyManifestSignatures, type SignatureInput, type SignatureReport, type TrustStore } from '@appendlog/shared/signatures';
+import type { SignatureCheck } from './signature-check.js';
 import { openBundleArchive, type Compression } from './archive-io.js';
 import type { Progress } from './verify-store.js';
 
@@ -200,15 +201,30 @@ export interface Checkpoint {
  * `entries.bin`, from a directory or an archive) through the chain verifier
  * in constant memory, then checks the end against the manifest.
  */
-export async function verifyBundleEntries(bundle: OpenedBundle, manifest: SealManifest, progress?: Progress, checkpoints?: Checkpoint[]): Promise<ChainFacts> {
+export async function verifyBundleEntries(
+  bundle: OpenedBundle,
+  manifest: SealManifest,
+  progress?: Progress,
+  checkpoints?: Checkpoint[],
+  stop?: () => boolean,
+): Promise<ChainFacts> {
   const verifier = new ChainVerifier({ vm: manifest.vm, name: manifest.name, created: manifest.created });
   if (checkpoints !== undefined) verifier.expectHeads(checkpoints);
-  if (bundle.version === 2) await pushTaggedEntries(verifier, bundle.entries(), manifest, progress);
-  else await pushJsonEntries(verifier, bundle.entries(), manifest, progress);
+  const input = stop === undefined ? bundle.entries() : stopping(bundle.entries(), stop);
+  if (bundle.version === 2) await pushTaggedEntries(verifier, input, manifest, progress);
+  else await pushJsonEntries(verifier, input, manifest, progress);
   await bundle.finish();
   const facts = verifier.end({ entries: manifest.entries, head: Buffer.from(manifest.head, 'hex'), source: 'the signed manifest' });
   checkManifestAgainstChain(manifest, facts);
   return facts;
+}
+
+/** The chunks of `input` until `stop()` says the check has already failed elsewhere (that failure is reported). */
+async function* stopping(input: AsyncIterable<Buffer>, stop: () => boolean): AsyncGenerator<Buffer> {
+  for await (const chunk of input) {
+    if (stop()) throw new AppendlogError('INTERNAL', 'the entries were not read to the end: the signature check failed');
+    yield chunk;
+  }
 }
 
 /**
@@ -280,25 +296,53 @@ async function pushJsonEntries(verifier: ChainVerifier, input: AsyncIterable<Buf
  * least `threshold` distinct trusted keys, then every entry against the
  * (now authenticated) manifest, then optionally the link to the previous seal.
  * `target` is a bundle directory or a bundle archive (9.6), read in one pass.
+ *
+ * With a SignatureCheck (verify-chain) the trust material and the
+ * signatures are checked on another thread while the entries stream; the
+ * failures reported are the same, in the same order: one found here waits
+ * for the trust material (its error comes first), an entry failure waits for
+ * the signatures (theirs comes first), and a signature failure stops the
+ * entries at their next read.
  */
 export async function verifyBundle(
   target: string,
-  trust: TrustStore,
+  trust: TrustStore | SignatureCheck,
   threshold: number,
   opts: { progress?: Progress; previous?: string; checkpoints?: Checkpoint[]; now?: number } = {},
 ): Promise<BundleVerification> {
-  const bundle = await openBundle(target);
+  const check = 'verify' in trust ? trust : undefined;
+  const trustFirst = async (e: unknown): Promise<never> => {
+    await check?.trusted;
+    throw e;
+  };
+  const bundle = await openBundle(target).catch(trustFirst);
   try {
-    const manifest = parseManifest(bundle.manifestBytes);
-    const signatures = await verifyManifestSignatures({
-      manifest: bundle.manifestBytes,
-      sealed: manifest.sealed,
-      signatures: bundle.signatures,
-      trust,
-      threshold,
-      now: opts.now ?? Date.now(),
-    });
-    const facts = await verifyBundleEntries(bundle, manifest, opts.progress, opts.checkpoints);
+    let manifest: SealManifest;
+    try {
+      manifest = parseManifest(bundle.manifestBytes);
+    } catch (e) {
+      return await trustFirst(e);
+    }
+    const input = { manifest: bundle.manifestBytes, sealed: manifest.sealed, signatures: bundle.signatures, threshold, now: opts.now ?? Date.now() };
+    let signatures: SignatureReport;
+    let facts: ChainFacts;
+    if (check === undefined) {
+      signatures = await verifyManifestSignatures({ ...input, trust: trust as TrustStore });
+      facts = await verifyBundleEntries(bundle, manifest, opts.progress, opts.checkpoints);
+    } else {
+      const pending = check.verify(input);
+      let refused = false;
+      pending.catch(() => {
+        refused = true;
+      });
+      try {
+        facts = await verifyBundleEntries(bundle, manifest, opts.progress, opts.checkpoints, () => refused);
+      } catch (e) {
+        await pending; // a trust or signature failure is the first failure
+        throw e;
+      }
+      signatures = await pending;
+    }
     if (opts.previous !== undefined) checkSealLink(await readPreviousManifest(opts.previous), manifest);
     return { manifest, manifestBytes: bundle.manifestBytes, facts, signatures };
   } finally {

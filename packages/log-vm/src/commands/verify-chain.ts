@@ -153,16 +153,36 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const receiptFiles = asList(args.receipt);
       const artifactFiles = asList(args.artifact);
       if (signerPins.length > 0 && keyFiles.length + keyringFiles.length === 0) throw new AppendlogError('USAGE', '--signer pins keys given with --key or --keyring; give those too');
-      const trust = keyFiles.length + keyringFiles.length > 0 ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins }) : undefined;
-      const hashed = await hashArtifacts(artifactFiles);
+      const hasTrust = keyFiles.length + keyringFiles.length > 0;
       let others = new Map<string, string[]>();
       let outcome: Outcome;
       if (target.kind === 'bundle') {
-        if (trust === undefined) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
-        const checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName((await readBundleManifest(target.path)).manifest)) : undefined;
-        const r = await verifyBundle(target.path, trust, args.threshold, { progress, previous: args.previous, checkpoints });
-        outcome = { source: 'bundle', where: target.path, state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
+        if (!hasTrust) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
+        // The trust material and the signatures are checked on a thread of
+        // their own while this one reads the bundle (signature-check.ts);
+        // a failure here still waits for the trust material, whose error
+        // comes first, as when it was loaded before anything else.
+        const { startSignatureCheck } = await import('../signature-check.js');
+        const check = startSignatureCheck({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins });
+        try {
+          let hashed: Array<{ file: string; sha256: string }>;
+          let checkpoints: ReturnType<typeof readReceipts> | undefined;
+          try {
+            hashed = await hashArtifacts(artifactFiles);
+            checkpoints = receiptFiles.length > 0 ? readReceipts(receiptFiles, logName((await readBundleManifest(target.path)).manifest)) : undefined;
+          } catch (e) {
+            await check.trusted;
+            throw e;
+          }
+          const r = await verifyBundle(target.path, check, args.threshold, { progress, previous: args.previous, checkpoints });
+          outcome = { source: 'bundle', where: target.path, state: 'sealed', facts: r.facts, manifest: r.manifest, signatures: r.signatures };
+          if (artifactFiles.length > 0) outcome.artifacts = matchArtifacts(hashed, outcome, others);
+        } finally {
+          check.close();
+        }
       } else {
+        const trust = hasTrust ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins }) : undefined;
+        const hashed = await hashArtifacts(artifactFiles);
         if (args.previous !== undefined) throw new AppendlogError('USAGE', '--previous links two bundles; a store log is checked against the whole seal chain of its store');
         const { vm, name } = parseLogRef(target.ref);
         const store = openStore(args);
@@ -175,10 +195,10 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
         } finally {
           store.close();
         }
+        if (artifactFiles.length > 0) outcome.artifacts = matchArtifacts(hashed, outcome, others);
       }
       progress.done();
       if (receiptFiles.length > 0) outcome.receipts = receiptFiles.length;
-      if (artifactFiles.length > 0) outcome.artifacts = matchArtifacts(hashed, outcome, others);
       await printOk(args.json === true, outcome);
     } catch (e) {
       progress.done();
