@@ -7,7 +7,7 @@
  * a coded error, other VMs are unaffected, and the store is never corrupted.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -277,9 +277,17 @@ describe.skipIf(!tmpfs.ok)(
     beforeAll(async () => {
       // Other files take part of the disk, so that freeing them later leaves
       // room for the store to checkpoint its WAL and go on. What is left
-      // (1.75 MiB) holds a new store's schema (one 64 KiB page per table and
-      // index, written through the WAL) and its first session, not the input.
-      writeFileSync(ballast, Buffer.alloc(2.25 * MiB));
+      // holds a new store's schema (one 64 KiB page per table and index,
+      // written through the WAL, then checkpointed: about twice the size of
+      // an empty store) and its first session, not the input. The empty
+      // store is measured, so a table added to the schema cannot leave too
+      // little room for the first session (the log would never be created).
+      const probe = join(tmp.dir, 'probe.db');
+      expectReceipt(await service('build-vm', 'probe', probe, { input: 'probe\n' }));
+      const empty = statSync(probe).size;
+      const free = 2 * empty + 0.5 * MiB;
+      expect(free, 'room for a new store and its first session, not for the 6 MiB input').toBeLessThan(3.5 * MiB);
+      writeFileSync(ballast, Buffer.alloc(4 * MiB - free));
       r = await service('build-vm', 'big', db, { input: INPUT });
     });
 
