@@ -88,15 +88,25 @@ function inlineCheck(args: TrustArgs): SignatureCheck {
 type FromWorker = { type: 'trust'; error?: PlainError } | { type: 'report'; report?: SignatureReport; error?: PlainError };
 
 function threadCheck(file: URL, args: TrustArgs): SignatureCheck {
-  const worker = new Worker(file, { workerData: args, stdout: false, stderr: false });
+  let worker: Worker;
+  try {
+    worker = new Worker(file, { workerData: args, stdout: false, stderr: false });
+  } catch {
+    return inlineCheck(args); // no thread to be had (resource limits): the same check here
+  }
   let closed = false;
   let trustSettle: { resolve: () => void; reject: (e: Error) => void } | undefined;
-  let reportSettle: { resolve: (r: SignatureReport) => void; reject: (e: Error) => void } | undefined;
+  let reportSettle: { resolve: (r: SignatureReport) => void; reject: (e: Error) => void; input: SignatureCheckInput } | undefined;
   const trusted = new Promise<void>((resolve, reject) => (trustSettle = { resolve, reject }));
   trusted.catch(() => undefined);
-  const failAll = (e: Error): void => {
-    trustSettle?.reject(e);
-    reportSettle?.reject(e);
+  // The thread died without answering (it could not start, or ran out of
+  // memory): whatever it still owed is computed here instead, so the answer
+  // is the same and never an INTERNAL failure of the thread itself.
+  let fallback: SignatureCheck | undefined;
+  const takeOver = (): void => {
+    fallback ??= inlineCheck(args);
+    if (trustSettle !== undefined) fallback.trusted.then(trustSettle.resolve, trustSettle.reject);
+    if (reportSettle !== undefined) fallback.verify(reportSettle.input).then(reportSettle.resolve, reportSettle.reject);
     trustSettle = undefined;
     reportSettle = undefined;
   };
@@ -111,16 +121,17 @@ function threadCheck(file: URL, args: TrustArgs): SignatureCheck {
       reportSettle = undefined;
     }
   });
-  worker.on('error', (e) => failAll(e));
-  worker.on('exit', (code) => {
-    if (!closed) failAll(new Error(`the signature check thread ended (exit ${code}) before it answered`));
+  worker.on('error', () => takeOver());
+  worker.on('exit', () => {
+    if (!closed) takeOver();
   });
   return {
     trusted,
     verify: (input) =>
       new Promise<SignatureReport>((resolve, reject) => {
-        reportSettle = { resolve, reject };
-        worker.postMessage(input);
+        reportSettle = { resolve, reject, input };
+        if (fallback !== undefined) takeOver();
+        else worker.postMessage(input);
       }),
     close: () => {
       if (closed) return;
