@@ -141,11 +141,6 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
     // Loaded on use: openpgp.js and friends stay out of `logvm append`.
     const progress = makeProgress('verifying');
     try {
-      const { verifyBundle } = await import('../bundle-io.js');
-      const { verifyStoredLog } = await import('../verify-store.js');
-      const { loadTrust } = await import('./keys.js');
-      const { readReceipts } = await import('../receipts.js');
-      const { readBundleManifest } = await import('../bundle-io.js');
       const target = chooseTarget(args);
       const keyFiles = asList(args.key);
       const keyringFiles = asList(args.keyring);
@@ -156,6 +151,7 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
       const hasTrust = keyFiles.length + keyringFiles.length > 0;
       let others = new Map<string, string[]>();
       let outcome: Outcome;
+      const { readReceipts } = await import('../receipts.js');
       if (target.kind === 'bundle') {
         if (!hasTrust) throw new AppendlogError('USAGE', 'verifying a bundle needs the trusted public key(s): --key PUB.asc or --keyring KEYRING.gpg');
         // The trust material and the signatures are checked on a thread of
@@ -163,8 +159,10 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
         // a failure here still waits for the trust material, whose error
         // comes first, as when it was loaded before anything else.
         const { startSignatureCheck } = await import('../signature-check.js');
+        // Started before the bundle modules load: the thread boots meanwhile.
         const check = startSignatureCheck({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins });
         try {
+          const { verifyBundle, readBundleManifest } = await import('../bundle-io.js');
           let hashed: Array<{ file: string; sha256: string }>;
           let checkpoints: ReturnType<typeof readReceipts> | undefined;
           try {
@@ -181,6 +179,8 @@ export const verifyChainCommand: CommandModule<object, VerifyArgs> = {
           check.close();
         }
       } else {
+        const { verifyStoredLog } = await import('../verify-store.js');
+        const { loadTrust } = await import('./keys.js');
         const trust = hasTrust ? await loadTrust({ keys: keyFiles, keyrings: keyringFiles, signers: signerPins }) : undefined;
         const hashed = await hashArtifacts(artifactFiles);
         if (args.previous !== undefined) throw new AppendlogError('USAGE', '--previous links two bundles; a store log is checked against the whole seal chain of its store');
