@@ -7,7 +7,7 @@
  * (APPENDLOG_IDLE_TIMEOUT_MS, default 10 min). Each is a coded refusal and a
  * chained event.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,12 +23,14 @@ import {
   killGroup,
   service,
   showRaw,
+  start,
   startService,
   tempDir,
   waitUntil,
   type Run,
   type Started,
 } from './util.js';
+import { LOGVM } from '../helpers.js';
 
 const tmp = tempDir('appendlog-hostile-sessions-');
 afterAll(() => tmp.cleanup());
@@ -147,5 +149,92 @@ describe('when a session sends one line and then nothing (idle timeout 1.5 s)', 
       expect(text, `${file} documents exit 23`).toMatch(/^\| 23 \|.*IDLE_TIMEOUT/m);
     }
     expect(readFileSync(join(ROOT, 'docs/FORMAT.md'), 'utf8')).toMatch(/^\| `idle` \|/m);
+  });
+});
+
+describe('when one VM opens 6 silent qubesbuilder.BuildLog sessions (sessionsPerVm 2)', () => {
+  // The legacy front door is a process per call too: the same per-VM limit applies, shared with qubes.AppendLog.
+  const home = join(tmp.dir, 'buildlog-home');
+  const db = join(home, '.local/share/appendlog/logs.db');
+  const started: Started[] = [];
+  let refused: Run[] = [];
+  let kept: Started[] = [];
+  const env = (i: number): Record<string, string> => ({
+    HOME: home,
+    QREXEC_REMOTE_DOMAIN: 'bl-vm',
+    QREXEC_SERVICE_ARGUMENT: `sub${i}`,
+    QREXEC_REQUESTED_TARGET_TYPE: '',
+    APPENDLOG_LOGVM: LOGVM,
+    APPENDLOG_SESSIONS_PER_VM: '2',
+    XDG_CONFIG_HOME: join(home, '.no-config'),
+  });
+  const buildLog = (i: number): Started => start(join(ROOT, 'rpc/qubesbuilder.BuildLog'), [`sub${i}`], { env: env(i), stdin: 'keep', timeoutMs: 120_000 });
+  const liveRows = (): number => {
+    try {
+      const conn = new Database(db, { readonly: true });
+      try {
+        return (conn.prepare('SELECT count(*) AS n FROM live_sessions').get() as { n: number }).n;
+      } finally {
+        conn.close();
+      }
+    } catch {
+      return 0; // the store is not created yet
+    }
+  };
+
+  beforeAll(async () => {
+    mkdirSync(home, { recursive: true });
+    for (let i = 0; i < 2; i++) started.push(buildLog(i));
+    await waitUntil('2 BuildLog sessions open', () => liveRows() >= 2, { timeoutMs: 60_000 });
+    for (let i = 2; i < 6; i++) started.push(buildLog(i));
+    const ended = new Set<Started>();
+    for (const s of started) void s.done.then(() => ended.add(s));
+    await waitUntil('4 of the 6 silent sessions to be refused', () => ended.size >= 4, { timeoutMs: 100_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    refused = await Promise.all(started.filter((s) => ended.has(s)).map((s) => s.done));
+    kept = started.filter((s) => !ended.has(s));
+  }, 180_000);
+
+  afterAll(() => {
+    for (const s of started) if (s.child.exitCode === null) killGroup(s.child, 'SIGKILL');
+  });
+
+  it('the 4 over the limit are refused with SESSION_LIMIT (exit 19), print no path, store nothing; the 2 first stay open', () => {
+    expect(refused).toHaveLength(4);
+    expect(kept).toHaveLength(2);
+    expect(started.slice(0, 2)).toEqual(kept);
+    for (const r of refused) {
+      expectNoCrash(r, 'refused BuildLog session');
+      expect(r.code, r.stderr).toBe(EXIT.SESSION_LIMIT);
+      expect(r.stderr).toMatch(/^qubesbuilder\.BuildLog: SESSION_LIMIT: /);
+      expect(r.stdout.length).toBe(0);
+    }
+    for (let i = 2; i < 6; i++) {
+      const dir = join(home, 'QubesIncomingBuildLog', 'bl-vm', `sub${i}`);
+      expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+    }
+  });
+
+  it('the refusals are chained as session-limit notices in bl-vm/logvm-events, coalesced: single notices + counts + the count not chained yet = 4', () => {
+    const notices = events(db, 'bl-vm', 'logvm-events').filter((e) => e.kind === KIND.NOTICE && e.json.notice === 'session-limit');
+    expect(notices.length).toBeGreaterThanOrEqual(1);
+    const single = notices.filter((n) => n.json.count === undefined).length;
+    const counted = notices.reduce((sum, n) => sum + (typeof n.json.count === 'number' ? n.json.count : 0), 0);
+    const conn = new Database(db, { readonly: true });
+    const pending = (conn.prepare("SELECT coalesce(sum(count), 0) AS n FROM event_tally WHERE vm = 'bl-vm' AND notice = 'session-limit'").get() as { n: number }).n;
+    conn.close();
+    expect(single + counted + pending).toBe(4);
+  });
+
+  it('the 2 admitted sessions still work: what they send is stored, each prints its path and exits 0', async () => {
+    const runs = kept.map((s, i) => {
+      s.child.stdin!.end(`late line ${i}\n`);
+      return s.done;
+    });
+    for (const r of await Promise.all(runs)) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString('utf8')).toMatch(/^bl-vm\/sub[01]\/log_[0-9_-]+\n$/);
+    }
+    await expectAllVerified(db);
   });
 });

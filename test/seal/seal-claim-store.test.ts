@@ -15,6 +15,7 @@ import { tempDir } from '../helpers.js';
 import { makeKey, type KeyPair } from '../hostile/util.js';
 import { SEAL_CLAIM_STALE_MS, SealRefusal, Store, type LogRow } from '../../packages/log-vm/src/store.js';
 import { sealFailureRecorded, sealLog } from '../../packages/log-vm/src/seal.js';
+import { sealAtClose } from '../../packages/log-vm/src/after-seal.js';
 import { parseSignerSpec, type Signer } from '../../packages/log-vm/src/signers.js';
 import { verifyStoredChain, verifyStoredLog } from '../../packages/log-vm/src/verify-store.js';
 import { loadTrustStore } from '@appendlog/shared/signatures';
@@ -335,6 +336,20 @@ describe('a stale claim', () => {
     expect(signer.calls).toBe(1);
     expect(res.manifest.sealIndex).toBe(1);
     expect(notices(s.sealer, 'seal-abandoned')).toEqual([expect.objectContaining({ log: `${VM}/dead-seal` })]);
+    s.close();
+  });
+});
+
+describe('sealOnClose: two sessions of one log end at the same moment and both seal it', () => {
+  it('one seals; the other waits for it, finds the log sealed, and is no failure: no seal-failed is chained for a sealed log', async () => {
+    const s = fresh();
+    session(s.service, 'both', ['a\n']);
+    const config = { sealOnClose: `key-file:${key.priv}` };
+    const [r1, r2] = await Promise.all([sealAtClose(s.sealer, VM, 'both', config), sealAtClose(s.service, VM, 'both', config)]);
+    expect([r1.sealed, r2.sealed].sort()).toEqual([false, true]);
+    expect([...r1.failures, ...r2.failures]).toEqual([]);
+    expect(notices(s.service, 'seal-failed')).toEqual([]);
+    expect(s.service.getHead(s.service.requireLog(VM, 'both').id).sealed).toBe(1);
     s.close();
   });
 });

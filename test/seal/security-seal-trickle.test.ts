@@ -74,8 +74,8 @@ function startSeal(db: string, name: string, command: string): Started {
 }
 
 /** Starts the service and writes a numbered line every ~80 ms until it exits (or `stop` is set). */
-function trickle(db: string, name: string): { s: Started; sent: () => Buffer; stop: () => void; done: Promise<void> } {
-  const s = startService(VM, name, db, { stdin: 'keep', timeoutMs: 120_000 });
+function trickle(db: string, name: string, env: Record<string, string> = {}): { s: Started; sent: () => Buffer; stop: () => void; done: Promise<void> } {
+  const s = startService(VM, name, db, { stdin: 'keep', timeoutMs: 120_000, env });
   let sent = Buffer.alloc(0);
   let stopped = false;
   let exited = false;
@@ -270,5 +270,38 @@ describe('when the sealer is SIGKILLed while it holds the claim', () => {
     expect(ok.calls()).toHaveLength(1);
     expectOk(await verifyChain(['--store', `${VM}/${NAME}`, '--key', alicePub], { db }));
     expect(existsSync(db)).toBe(true);
+  });
+});
+
+describe('when the trickling session\'s service is set to seal at the end (sealOnClose) and the admin seals the log under it', () => {
+  const db = join(tmp.dir, 'seal-on-close-cut.db');
+  const NAME = 'soc';
+  let senderRun: Run;
+  let sealRun: Run;
+
+  beforeAll(async () => {
+    const sender = trickle(db, NAME, { APPENDLOG_SEAL_ON_CLOSE: `gpg:${alice}`, ...gpg.env });
+    await waitForLines(db, VM, NAME, 2, sender.s);
+    const wrapper = gated('soc');
+    const sealer = startSeal(db, NAME, wrapper.script.path);
+    await waitUntil('the signer to be called', () => wrapper.script.calls().length >= 1, { s: sealer });
+    senderRun = await sender.s.done;
+    await sender.done;
+    wrapper.open();
+    sealRun = await sealer.done;
+  }, 120_000);
+
+  it('the seal succeeds and the cut sender gets LOG_SEALED', () => {
+    expect(sealRun.code, sealRun.stderr).toBe(0);
+    expectServiceError(senderRun, 'LOG_SEALED');
+  });
+
+  it('the cut is recorded once (seal-cut), and no seal-skipped says the sealed log stayed open; list shows no flag', async () => {
+    const notices = events(db, VM, 'logvm-events').filter((e) => e.kind === KIND.NOTICE);
+    expect(notices.filter((e) => e.json.notice === 'seal-cut')).toHaveLength(1);
+    expect(notices.filter((e) => e.json.notice === 'seal-skipped' || e.json.notice === 'seal-failed')).toEqual([]);
+    const flags = execFileSync('/usr/bin/sqlite3', ['-readonly', db, 'SELECT count(*) FROM log_flags']).toString('utf8').trim();
+    expect(flags).toBe('0');
+    expectOk(await verifyChain(['--store', `${VM}/${NAME}`, '--key', alicePub], { db }));
   });
 });

@@ -141,6 +141,10 @@ export async function sealAtClose(store: Store, vm: string, name: string, config
     await sealLog(store, vm, name, parseSignerSpec(spec));
   } catch (e) {
     const error = isAppendlogError(e) ? e : toCodedError(e);
+    // Sealed meanwhile by another seal (a second session of the log that
+    // ended at the same moment, or the admin): not a failure, and that seal
+    // records its own steps; a seal-failed here would say the log stayed open.
+    if (error.code === 'LOG_SEALED' && sealedNow(store, vm, name)) return { sealed: false, bundle: null, failures };
     failures.push({ step: 'seal', error });
     const { sealFailureRecorded } = await import('./seal.js');
     if (sealFailureRecorded(e)) return { sealed: false, bundle: null, failures };
@@ -149,6 +153,14 @@ export async function sealAtClose(store: Store, vm: string, name: string, config
   }
   const after = await afterSeal(store, vm, name, config, opts);
   return { sealed: true, bundle: after.bundle, failures: [...failures, ...after.failures] };
+}
+
+function sealedNow(store: Store, vm: string, name: string): boolean {
+  try {
+    return store.getHead(store.requireLog(vm, name).id).sealed === 1;
+  } catch {
+    return false;
+  }
 }
 
 /**

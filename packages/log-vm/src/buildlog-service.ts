@@ -44,6 +44,12 @@ export interface BuildLogOptions {
   config: ServiceConfig;
   maxLine: number;
   commitIntervalMs: number;
+  /**
+   * Refuse (SESSION_LIMIT) when the VM already has this many live sessions,
+   * counted with its qubes.AppendLog ones (7.4): each session is a process
+   * of the log VM, so a flood of silent calls must not grow without bound.
+   */
+  maxSessionsPerVm?: number;
   signal?: AbortSignal;
   now?: () => number;
   /** Writes the first stdout line (the path) to the caller. */
@@ -127,7 +133,7 @@ export async function buildLogSession(o: BuildLogOptions): Promise<BuildLogResul
         maxLine: o.maxLine,
         commitIntervalMs: o.commitIntervalMs,
         signal: o.signal,
-        open: { service: BUILDLOG_SERVICE, createOnly: true },
+        open: { service: BUILDLOG_SERVICE, createOnly: true, ...(o.maxSessionsPerVm !== undefined ? { maxSessionsPerVm: o.maxSessionsPerVm } : {}) },
         openDetails: { path: target.path },
         openTime: start,
       });
@@ -145,7 +151,8 @@ export async function buildLogSession(o: BuildLogOptions): Promise<BuildLogResul
   if (!clean) {
     unreserve(file);
     const why = result.error !== null ? `${result.error.code}: ${result.error.message}` : `session closed with reason ${result.reason}`;
-    const failures = skipSeal(o.store, o.vm, t.name, o.config, why);
+    // Cut by a seal (7.3): that seal records its outcome (seal-cut says where), so no seal-skipped.
+    const failures = result.reason === 'sealed' ? [] : skipSeal(o.store, o.vm, t.name, o.config, why);
     const error =
       result.error ??
       (result.reason === 'signal'

@@ -147,7 +147,9 @@ export const appendCommand: CommandModule<object, AppendArgs> = {
         const { sealAtClose, skipSeal } = await import('../after-seal.js');
         const clean = result.reason === 'eof' && result.error === null;
         const failures = !clean
-          ? skipSeal(store, vm, name, config, result.error !== null ? `${result.error.code}: ${result.error.message}` : `session closed with reason ${result.reason}`)
+          ? result.reason === 'sealed'
+            ? [] // cut by a seal (7.3): that seal records its outcome, and seal-cut says where this session was cut
+            : skipSeal(store, vm, name, config, result.error !== null ? `${result.error.code}: ${result.error.message}` : `session closed with reason ${result.reason}`)
           : store.liveSessions(store.requireLog(vm, name)) > 0
             ? [] // another session of this log is still writing: the last one to end seals it
             : (await sealAtClose(store, vm, name, config, { export: true })).failures;

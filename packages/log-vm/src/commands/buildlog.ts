@@ -5,6 +5,7 @@ import { readServiceConfig } from '../config.js';
 import { reportError, toCodedError, writeAll } from '../output.js';
 import { stdinSource, type ByteSource } from '../source.js';
 import { DEFAULT_QUOTAS, Store } from '../store.js';
+import { DEFAULT_SESSIONS_PER_VM } from './append.js';
 import { dbPath, withDb, type DbArgs } from './common.js';
 
 interface BuildLogArgs extends DbArgs {
@@ -43,6 +44,8 @@ export const buildLogCommand: CommandModule<object, BuildLogArgs> = {
     const { BUILDLOG_SERVICE, buildLogSession } = await import('../buildlog-service.js');
     const prefix = BUILDLOG_SERVICE;
     let store: Store | undefined;
+    let sessionVm: string | undefined;
+    let sessionArgument = '';
     let source: ByteSource | undefined;
     const controller = new AbortController();
     const onTerm = (): void => controller.abort();
@@ -51,6 +54,8 @@ export const buildLogCommand: CommandModule<object, BuildLogArgs> = {
     try {
       const vm = checkVmName(args.qrexec ? process.env.QREXEC_REMOTE_DOMAIN : args.vm);
       const argument = args.qrexec ? (process.env.QREXEC_SERVICE_ARGUMENT ?? '') : (args.argument ?? '');
+      sessionVm = vm;
+      sessionArgument = argument;
       const config = readServiceConfig();
       const maxLine = config.maxLine ?? DEFAULT_MAX_LINE;
       if (!Number.isInteger(maxLine) || maxLine < 1 || maxLine > MAX_PAYLOAD) throw new AppendlogError('USAGE', `max line ${maxLine} out of range`);
@@ -69,6 +74,8 @@ export const buildLogCommand: CommandModule<object, BuildLogArgs> = {
         config,
         maxLine,
         commitIntervalMs: config.commitIntervalMs ?? 50,
+        // The same per-VM limit as qubes.AppendLog, shared with its sessions (7.4).
+        maxSessionsPerVm: config.sessionsPerVm || DEFAULT_SESSIONS_PER_VM,
         signal: controller.signal,
         printPath: async (line) => {
           try {
@@ -88,6 +95,14 @@ export const buildLogCommand: CommandModule<object, BuildLogArgs> = {
       if (result.failures.length > 0) process.exitCode = result.failures[0]!.error.exitCode;
     } catch (e) {
       const err = toCodedError(e);
+      if (err.code === 'SESSION_LIMIT' && store !== undefined && sessionVm !== undefined) {
+        // As for qubes.AppendLog: chained in VM/logvm-events, coalesced per window (13.5).
+        try {
+          store.recordRefusal(sessionVm, { notice: 'session-limit', argument: sessionArgument.slice(0, 100), detail: err.message });
+        } catch {
+          // The refusal stands; the caller gets no path in any case.
+        }
+      }
       // An internal error's stack stays out of the build VM's stderr.
       reportError(err.code === 'INTERNAL' ? new AppendlogError('INTERNAL', 'internal error') : err, prefix);
     } finally {
