@@ -7,7 +7,7 @@
  * (APPENDLOG_IDLE_TIMEOUT_MS, default 10 min). Each is a coded refusal and a
  * chained event.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -235,6 +235,70 @@ describe('when one VM opens 6 silent qubesbuilder.BuildLog sessions (sessionsPer
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.toString('utf8')).toMatch(/^bl-vm\/sub[01]\/log_[0-9_-]+\n$/);
     }
+    await expectAllVerified(db);
+  });
+});
+
+describe('when sealOnClose waits for a slow signer and the VM keeps ending sessions (sessionsPerVm 2)', () => {
+  // Each ended session's process goes on to seal its log, one seal of the store at a time: it keeps its VM's slot meanwhile.
+  const db = join(tmp.dir, 'seal-wait.db');
+  const gate = join(tmp.dir, 'seal-wait.gate');
+  const signer = join(tmp.dir, 'seal-wait-signer.sh');
+  const env = (): Record<string, string> => ({ APPENDLOG_SESSIONS_PER_VM: '2', APPENDLOG_SEAL_ON_CLOSE: 'gpg:0123456789ABCDEF', APPENDLOG_GPG: signer });
+  const closingRows = (): number => {
+    if (!existsSync(db)) return 0;
+    const conn = new Database(db, { readonly: true });
+    try {
+      return (conn.prepare('SELECT count(*) AS n FROM closing').get() as { n: number }).n;
+    } catch {
+      return 0; // the schema is being created
+    } finally {
+      conn.close();
+    }
+  };
+  const first: Started[] = [];
+  let late: Run[] = [];
+
+  beforeAll(async () => {
+    // The vault's user does not answer (yet); then the signer fails.
+    writeFileSync(signer, `#!/bin/sh\nwhile [ ! -e '${gate}' ]; do sleep 0.05; done\nexit 1\n`);
+    chmodSync(signer, 0o755);
+    for (let i = 0; i < 2; i++) {
+      first.push(startService('wait-vm', `w${i}`, db, { input: `line ${i}\n`, env: env(), timeoutMs: 120_000 }));
+      await waitUntil(`session ${i} to be sealing at its end`, () => closingRows() >= i + 1, { timeoutMs: 60_000 });
+    }
+    late = await Promise.all(Array.from({ length: 4 }, (_, i) => service('wait-vm', `late${i}`, db, { input: 'more\n', env: env(), timeoutMs: 60_000 })));
+    writeFileSync(gate, '');
+  }, 180_000);
+
+  afterAll(() => {
+    writeFileSync(gate, '');
+    for (const s of first) if (s.child.exitCode === null) killGroup(s.child, 'SIGKILL');
+  });
+
+  it('the 4 sessions opened while 2 processes are sealing are refused with SESSION_LIMIT (exit 19), storing nothing', () => {
+    for (const r of late) {
+      expectNoCrash(r, 'late session');
+      expectServiceError(r, 'SESSION_LIMIT');
+    }
+    const conn = new Database(db, { readonly: true });
+    const names = (conn.prepare("SELECT name FROM logs WHERE vm = 'wait-vm' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
+    conn.close();
+    expect(names).toEqual(['logvm-events', 'w0', 'w1']);
+  });
+
+  it('the 2 sealing processes end once the signer answers: their sessions were stored (exit 0), seal-failed is chained for each, and their slots are free again', async () => {
+    for (const s of first) {
+      const r = await s.done;
+      expectNoCrash(r, 'sealing session');
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString('utf8')).toMatch(/"type":"receipt".*"final":true/);
+      expect(r.stderr).toMatch(/^logvm append: SIGNER_FAILED: seal failed for wait-vm\/w[01]; the log is stored/);
+    }
+    const failed = events(db, 'wait-vm', 'logvm-events').filter((e) => e.kind === KIND.NOTICE && e.json.notice === 'seal-failed');
+    expect(failed.map((e) => e.json.log).sort()).toEqual(['wait-vm/w0', 'wait-vm/w1']);
+    expect(closingRows()).toBe(0);
+    expectReceipt(await service('wait-vm', 'after', db, { input: 'fine\n', timeoutMs: 60_000 }));
     await expectAllVerified(db);
   });
 });

@@ -131,9 +131,26 @@ export interface SealAtCloseResult {
  * claim was taken, with the release of the claim).
  */
 export async function sealAtClose(store: Store, vm: string, name: string, config: ServiceConfig, opts: { export?: boolean } = {}): Promise<SealAtCloseResult> {
+  if (config.sealOnClose === undefined) return { sealed: false, bundle: null, failures: [] };
+  // The session has ended, but this process goes on (it may wait behind
+  // other seals of the store, one at a time): it keeps its VM's session slot
+  // meanwhile (7.4), or a VM could pile up waiting processes without bound.
+  let slot: number | undefined;
+  try {
+    slot = store.holdSessionSlot(vm);
+  } catch {
+    // Best effort: the seal is still attempted and recorded.
+  }
+  try {
+    return await sealAtCloseHeld(store, vm, name, config, opts);
+  } finally {
+    if (slot !== undefined) store.releaseSessionSlot(slot);
+  }
+}
+
+async function sealAtCloseHeld(store: Store, vm: string, name: string, config: ServiceConfig, opts: { export?: boolean }): Promise<SealAtCloseResult> {
   const failures: StepFailure[] = [];
-  const spec = config.sealOnClose;
-  if (spec === undefined) return { sealed: false, bundle: null, failures };
+  const spec = config.sealOnClose!;
   const log = `${vm}/${name}`;
   try {
     const { parseSignerSpec } = await import('./signers.js');

@@ -134,6 +134,16 @@ CREATE TABLE IF NOT EXISTS event_tally (
   sample TEXT,
   PRIMARY KEY (vm, notice)
 );
+-- Service processes sealing a log at the end of their session (sealOnClose,
+-- docs/FORMAT.md 7.4): each holds a slot of its VM's session limit until it
+-- ends, so a VM cannot pile up processes waiting for the store's one seal at
+-- a time. Not part of the chain; rows of dead processes do not count.
+CREATE TABLE IF NOT EXISTS closing (
+  id    INTEGER PRIMARY KEY,
+  vm    TEXT NOT NULL,
+  pid   INTEGER NOT NULL,
+  start TEXT
+);
 CREATE TABLE IF NOT EXISTS signatures (
   seal_index INTEGER NOT NULL REFERENCES seals (seal_index),
   n          INTEGER NOT NULL,
@@ -820,9 +830,36 @@ export class Store {
     const rows = this.db
       .prepare('SELECT ls.pid FROM live_sessions ls JOIN logs l ON l.id = ls.log_id WHERE l.vm = ? AND l.name != ?')
       .all(vm, EVENTS_LOG_NAME) as Array<{ pid: number }>;
-    const live = rows.filter((r) => r.pid !== process.pid && processAlive(r.pid)).length;
+    // Processes of the VM still sealing at the end of their session hold their slot (holdSessionSlot).
+    const closing = this.db.prepare('SELECT id, pid, start FROM closing WHERE vm = ?').all(vm) as Array<{ id: number; pid: number; start: string | null }>;
+    for (const c of closing) if (!processRunning(c.pid, c.start)) this.db.prepare('DELETE FROM closing WHERE id = ?').run(c.id);
+    const live =
+      rows.filter((r) => r.pid !== process.pid && processAlive(r.pid)).length +
+      closing.filter((c) => c.pid !== process.pid && processRunning(c.pid, c.start)).length;
     if (live >= limit) {
       throw new AppendlogError('SESSION_LIMIT', `VM ${vm} already has ${live} session(s) open, the most the log VM allows at once (${limit}); this session was refused`);
+    }
+  }
+
+  /**
+   * A service process about to seal at the end of its session (sealOnClose)
+   * keeps a slot of its VM's session limit until it ends: waiting for the
+   * store's one seal at a time, signing, exporting. Returns the row to
+   * release.
+   */
+  holdSessionSlot(vm: string): number {
+    try {
+      return Number(this.db.prepare('INSERT INTO closing (vm, pid, start) VALUES (?, ?, ?)').run(vm, process.pid, processStart(process.pid)).lastInsertRowid);
+    } catch (e) {
+      throw storeError(`cannot record the seal at the end of a session of ${vm}`, e);
+    }
+  }
+
+  releaseSessionSlot(id: number): void {
+    try {
+      this.db.prepare('DELETE FROM closing WHERE id = ?').run(id);
+    } catch {
+      // best effort: a row whose process is gone does not count
     }
   }
 
