@@ -94,3 +94,72 @@ it('a key file that is not a key and a bundle that is not one: KEY_INVALID', asy
   // And with the release key, the same file is MALFORMED_BUNDLE.
   expectCode(await verify(notBundle, key.pub), 'MALFORMED_BUNDLE');
 });
+
+// Reads of 1 MiB cut records: the cut record is checked and hashed as a run
+// of its own, queued behind the run before it (pushTaggedAsync): a change in
+// it, or just after it, is still named at its seq, and the earlier one wins.
+describe('a changed entry at a read boundary (1 MiB) of entries.bin', () => {
+  /** [start, end) of each record of entries.bin, in seq order (seq = index + 1). */
+  const records = (bin: Buffer): Array<[number, number]> => {
+    const out: Array<[number, number]> = [];
+    for (let off = 0; off < bin.length; ) {
+      const end = off + 26 + bin.readUInt32BE(off + 22) + 8;
+      out.push([off, end]);
+      off = end;
+    }
+    return out;
+  };
+  const variant = (name: string, change: (bin: Buffer, recs: Array<[number, number]>) => void): string => {
+    const dir = join(tmp.dir, `boundary-${name}`);
+    cpSync(bundles.dir!, dir, { recursive: true });
+    const bin = readFileSync(join(dir, 'entries.bin'));
+    change(bin, records(bin));
+    writeFileSync(join(dir, 'entries.bin'), bin);
+    return dir;
+  };
+  /** Index of the record that the read boundary at `at` cuts. */
+  const cutAt = (recs: Array<[number, number]>, at: number): number => recs.findIndex(([s, e]) => s < at && e > at);
+  // The last payload byte of record i (a line's text: changing it breaks only the hash).
+  const flip = (bin: Buffer, recs: Array<[number, number]>, i: number): void => {
+    const at = recs[i]![1] - 8 - 1;
+    bin[at] = bin[at]! ^ 0x01;
+  };
+
+  it('the cut record itself: CHAIN_HASH_MISMATCH at its seq', async () => {
+    let seq = 0;
+    const dir = variant('cut', (bin, recs) => {
+      const i = cutAt(recs, 1 << 20);
+      expect(i).toBeGreaterThan(0);
+      flip(bin, recs, i);
+      seq = i + 1;
+    });
+    const r = await verify(dir, key.pub);
+    expectCode(r, 'CHAIN_HASH_MISMATCH');
+    expect(r.json.seq).toBe(seq);
+  });
+
+  it('the record after the cut one: named at its seq', async () => {
+    let seq = 0;
+    const dir = variant('after', (bin, recs) => {
+      const i = cutAt(recs, 1 << 20) + 1;
+      flip(bin, recs, i);
+      seq = i + 1;
+    });
+    const r = await verify(dir, key.pub);
+    expectCode(r, 'CHAIN_HASH_MISMATCH');
+    expect(r.json.seq).toBe(seq);
+  });
+
+  it('the record before the cut one and the cut one: the earlier is named', async () => {
+    let seq = 0;
+    const dir = variant('before-and-cut', (bin, recs) => {
+      const i = cutAt(recs, 2 << 20);
+      flip(bin, recs, i);
+      flip(bin, recs, i - 1);
+      seq = i;
+    });
+    const r = await verify(dir, key.pub);
+    expectCode(r, 'CHAIN_HASH_MISMATCH');
+    expect(r.json.seq).toBe(seq);
+  });
+});

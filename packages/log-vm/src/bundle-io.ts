@@ -240,12 +240,9 @@ async function pushTaggedEntries(verifier: ChainVerifier, input: AsyncIterable<B
   try {
     for await (const chunk of input) {
       splitter.push(chunk);
-      // A record cut by the chunk boundary comes as a run of its own before
-      // the chunk's run: hashed on its own, it would make the next push wait
-      // for the chunk before it (one run hashes at a time), and the reading
-      // would stop overlapping the hashing. One run per chunk (a copy of the
-      // chunk) keeps both cores busy.
-      if (runs.length > 1) runs.splice(0, runs.length, Buffer.concat(runs));
+      // A record cut by the chunk boundary comes as a small run of its own
+      // before the chunk's run; pushTaggedAsync queues it without waiting,
+      // so checking the chunk's run still overlaps hashing the one before.
       for (const r of runs.splice(0)) await verifier.pushTaggedAsync(r, TAG_BYTES);
       if ((++chunks & 15) === 0) progress?.(verifier.entries, manifest.entries);
     }

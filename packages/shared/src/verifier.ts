@@ -245,6 +245,8 @@ export class ChainVerifier {
 
   /** The hashing of the last pushTaggedAsync batch, if it is still running. */
   private inflight: Promise<void> | undefined;
+  /** Whether the last pushTaggedAsync returned without waiting for the run before it. */
+  private skippedWait = false;
   private spare: { offsets: Uint32Array<ArrayBuffer>; out: Buffer } | undefined;
 
   /**
@@ -312,7 +314,17 @@ export class ChainVerifier {
     })();
     hashing.catch(() => undefined); // surfaced by the next push or by settle()
     this.inflight = hashing;
-    // At most one run hashes while the caller reads the next.
+    // At most one run hashes while the caller reads the next. A small run
+    // (a record that a chunk boundary cut, stitched together) does not wait
+    // for the run before it, once in a row: waiting there would make the
+    // caller's next, large run wait to be checked until the run before is
+    // hashed, and reading would stop overlapping hashing. So at most a large
+    // run and a small one are queued: memory stays flat.
+    if (data.length < SMALL_RUN && !this.skippedWait) {
+      this.skippedWait = true;
+      return n;
+    }
+    this.skippedWait = false;
     await before;
     return n;
   }
@@ -559,6 +571,9 @@ function closeReason(payload: Uint8Array, seq: number): CloseReason {
   if (typeof r === 'string' && (CLOSE_REASONS as readonly string[]).includes(r)) return r as CloseReason;
   throw new AppendlogError('BAD_ENTRY', `seq ${seq}: session-close entry without a known reason`, { seq });
 }
+
+/** Runs smaller than this may be queued behind one run being hashed (pushTaggedAsync). */
+const SMALL_RUN = 64 * 1024;
 
 /**
  * After chainTagged over `n` records found its first tag mismatch at `bad`
