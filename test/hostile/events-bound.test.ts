@@ -101,17 +101,37 @@ describe('at the store level (fake clock)', () => {
     expect(stored).toBeLessThan(64 * 1024);
   });
 
+  it.each([61_000, 121_000, 3 * 3600_000])('a flood paced just past the windows (one refusal every %i ms for 3 days) is coalesced too: a few notices a day, not one per refusal', (gap) => {
+    const db = join(tmp.dir, `unit-paced-${gap}.db`);
+    const store = Store.open(db, { create: true });
+    let t = 1_700_000_000_000;
+    const now = (): number => t;
+    const DAYS = 3;
+    const N = Math.floor((DAYS * 24 * 3600_000) / gap);
+    for (let i = 0; i < N; i++) {
+      store.recordRefusal('vm-p', refusal(i), now);
+      t += gap;
+    }
+    store.recordEvents('vm-p', [{ notice: 'hook', detail: 'flush' }], now);
+    store.close();
+    const r = refusals(db, 'vm-p');
+    expect(r.single + r.counted).toBe(N);
+    // Each new window is at least twice the last: no more windows than a flood with no gaps would open.
+    expect(r.single).toBeLessThanOrEqual(windowsFor(DAYS * 24 * 3600_000));
+    expect(r.notices.length).toBeLessThanOrEqual(2 * windowsFor(DAYS * 24 * 3600_000));
+  });
+
   it('after a quiet spell the window is back to its base length', () => {
     const db = join(tmp.dir, 'unit-3.db');
     const store = Store.open(db, { create: true });
     let t = 1_700_000_000_000;
     const now = (): number => t;
-    // A flood long enough to grow the window, then nothing for a day, then two refusals 2 min apart.
+    // A flood long enough to grow the window, then nothing for a day after its last window, then two refusals 2 min apart.
     for (let i = 0; i < 200; i++) {
       store.recordRefusal('vm-c', refusal(i), now);
       t += 10_000;
     }
-    t += 24 * 3600 * 1000;
+    t += 2 * 24 * 3600 * 1000;
     expect(store.recordRefusal('vm-c', refusal(1000), now)).toBe(true);
     t += EVENT_WINDOW_MS + 1;
     expect(store.recordRefusal('vm-c', refusal(1001), now)).toBe(true);

@@ -569,7 +569,8 @@ export class Store {
    * once; later ones in the window are only counted (event_tally) and
    * chained as one notice with `count`, `first`, `last` at the VM's next
    * event. The window is EVENT_WINDOW_MS and doubles (up to
-   * EVENT_WINDOW_MAX_MS) while refusals keep coming in consecutive windows,
+   * EVENT_WINDOW_MAX_MS) at each new window opened within a day of the
+   * last one's end, however the refusals are paced,
    * so a flood that never stops costs about two notices a day.
    * Returns whether this refusal was chained on its own.
    */
@@ -583,8 +584,11 @@ export class Store {
           .run(t, t, canonicalJson(notice), vm, notice.notice);
         return false;
       }
-      // A flood that went on through the last window and is still going: a longer window.
-      const span = row !== undefined && row.hits > 0 && t < row.since + 2 * row.span ? Math.min(row.span * 2, EVENT_WINDOW_MAX_MS) : EVENT_WINDOW_MS;
+      // Any refusal within a day of the last window's end doubles the window:
+      // a VM pacing its refusals just past each window (every 61 s) would
+      // otherwise have each one chained, ~1400 notices a day for ever. Only a
+      // day without refusals after a window brings it back to its base length.
+      const span = row !== undefined && t >= row.since && t < row.since + row.span + EVENT_WINDOW_MAX_MS ? Math.min(row.span * 2, EVENT_WINDOW_MAX_MS) : EVENT_WINDOW_MS;
       this.recordEvents(vm, [notice], now); // chains the last window's count first
       this.db
         .prepare(
