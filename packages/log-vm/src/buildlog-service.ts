@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   AppendlogError,
   BUILDLOG_MAX_SUBDIR_IN_NAME,
@@ -102,11 +102,25 @@ export async function buildLogSession(o: BuildLogOptions): Promise<BuildLogResul
   const subdir = buildLogSubdir(o.argument);
   const incoming = join(o.home, 'QubesIncomingBuildLog');
   const dir = subdir === '' ? join(incoming, o.vm) : join(incoming, o.vm, subdir);
+  let made: string | undefined;
   try {
-    mkdirSync(dir, { recursive: true });
+    made = mkdirSync(dir, { recursive: true });
   } catch (e) {
     throw fileError('cannot create the log directory', e);
   }
+  // A call refused at open (session limit, quota, sealed) leaves no
+  // directory behind: the caller picks SUBDIR, so refused calls must not
+  // grow the disk one directory each.
+  const unmake = (): void => {
+    if (made === undefined) return;
+    for (let d = dir; d.length >= made.length; d = dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        return; // not empty (another session's file), or gone
+      }
+    }
+  };
   const hash = subdir.length > BUILDLOG_MAX_SUBDIR_IN_NAME ? createHash('sha256').update(subdir, 'utf8').digest('hex') : undefined;
 
   // The legacy service picks the suffix at the end; the chain needs the name
@@ -118,7 +132,14 @@ export async function buildLogSession(o: BuildLogOptions): Promise<BuildLogResul
     const file = join(dir, target.file);
     let free: boolean;
     try {
-      free = reserve(file);
+      try {
+        free = reserve(file);
+      } catch (e) {
+        // The directory was removed by a refused call of the same SUBDIR meanwhile (unmake): once more.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(dir, { recursive: true });
+        free = reserve(file);
+      }
     } catch (e) {
       throw fileError('cannot create the log file', e);
     }
@@ -141,6 +162,7 @@ export async function buildLogSession(o: BuildLogOptions): Promise<BuildLogResul
       unreserve(file);
       // Taken in the store (another session, or a name differing only in case): next suffix.
       if (isAppendlogError(e) && e.code === 'NAME_CONFLICT') continue;
+      unmake();
       throw e;
     }
   }
