@@ -7,7 +7,7 @@
  *   - a hostile or broken service answering logsend: receipts for another
  *     log, bad heads, counts going back, endless reply lines.
  */
-import { existsSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LOGVM, callService, jsonLines, run, tempDir } from '../helpers.js';
@@ -89,6 +89,18 @@ describe('when the service fails with details the caller must not read', () => {
     const kept = readFileSync(serviceLog, 'utf8');
     expect(kept).toContain(secret);
     expect(kept).toContain('vm=build-vm');
+  });
+
+  it('refused calls in a loop cannot grow the service log without bound: past 8 MiB it is rotated to .1, the new detail goes in a fresh file', async () => {
+    const serviceLog = join(tmp.dir, 'rotated.log');
+    // As if a build VM had made thousands of refused calls already.
+    writeFileSync(serviceLog, 'x'.repeat(8 * 2 ** 20));
+    const r = await callService('build-vm', 'bad_name', join(tmp.dir, 'ok.db'), { input: 'x\n', env: { APPENDLOG_SERVICE_LOG: serviceLog } });
+    expect(r.code).toBe(EXIT.NAME_INVALID);
+    expect(statSync(`${serviceLog}.1`).size).toBe(8 * 2 ** 20);
+    const kept = readFileSync(serviceLog, 'utf8');
+    expect(kept).toMatch(/^\S+ vm=build-vm argument="bad_name" NAME_INVALID: /);
+    expect(kept.length).toBeLessThan(64 * 1024);
   });
 
   it('a caller-side problem (a bad name) is still explained to the caller', async () => {

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, renameSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AppendlogError, DEFAULT_MAX_LINE, EVENTS_LOG_NAME, MAX_PAYLOAD, checkLogName, checkVmName, escapeText, parseServiceArgument, type ErrorCode } from '@appendlog/shared';
 import { appendSession } from '../ingest.js';
@@ -251,8 +251,20 @@ export function callerMessage(err: AppendlogError): string {
  */
 function keepDetails(db: string, line: string): void {
   try {
-    appendFileSync(process.env.APPENDLOG_SERVICE_LOG ?? join(dirname(db), 'service.log'), `${line.replace(/\n/g, '\n    ')}\n`, { mode: 0o600 });
+    const file = process.env.APPENDLOG_SERVICE_LOG ?? join(dirname(db), 'service.log');
+    // Every refused call adds a line (a build VM can make them in a loop):
+    // past SERVICE_LOG_MAX_BYTES the file becomes FILE.1 (replacing the
+    // older one), so the service log takes at most twice that on disk.
+    try {
+      if (statSync(file).size >= SERVICE_LOG_MAX_BYTES) renameSync(file, `${file}.1`);
+    } catch {
+      // no file yet
+    }
+    appendFileSync(file, `${line.replace(/\n/g, '\n    ')}\n`, { mode: 0o600 });
   } catch {
     // the journal still has the code
   }
 }
+
+/** Size at which the service log is rotated (README, docs/FORMAT.md 7.4). */
+export const SERVICE_LOG_MAX_BYTES = 8 * 2 ** 20;
