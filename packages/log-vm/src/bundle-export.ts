@@ -73,11 +73,14 @@ export async function exportBundle(
    * stored one), so the two cores share the work; a failure anywhere
    * throws, and nothing is renamed into place before `finish` has checked
    * the end. Version 1: each block is verified before it is written.
-   * `reuse`: the sink copies what it is given at once, so two output
-   * buffers serve every block (one is being hashed while the other fills).
+   * `reuse`: the sink copies what it is given at once, so three output
+   * buffers serve every block: while one fills, up to two may still be in
+   * the verifier (a block being hashed, and a small one queued behind it
+   * without waiting, pushTaggedAsync); with two, the block being hashed was
+   * written over and a good store failed CHAIN_HASH_MISMATCH.
    */
   const chunks = async function* (reuse: boolean): AsyncGenerator<Buffer | string> {
-    const bufs: Array<Buffer | undefined> = [undefined, undefined];
+    const bufs: Array<Buffer | undefined> = [undefined, undefined, undefined];
     let k = 0;
     for (const block of store.blocks(log.id)) {
       if (version === 1) {
@@ -89,9 +92,9 @@ export async function exportBundle(
       let out: Buffer | undefined;
       if (reuse) {
         // Not from Buffer's shared pool: these buffers are written over block after block.
-        const cur = bufs[k & 1];
-        out = cur !== undefined && cur.length >= size ? cur : (bufs[k & 1] = Buffer.allocUnsafeSlow(Math.max(size, 1 << 20)));
-        k++;
+        const cur = bufs[k];
+        out = cur !== undefined && cur.length >= size ? cur : (bufs[k] = Buffer.allocUnsafeSlow(Math.max(size, 1 << 20)));
+        k = (k + 1) % bufs.length;
       }
       const records = block.hashes.length === block.count * HASH_SIZE ? tryTagRecords(block, out) : undefined;
       const before = verifier.entries;
