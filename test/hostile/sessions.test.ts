@@ -300,3 +300,60 @@ describe('when sealOnClose waits for a slow signer and the VM keeps ending sessi
     await expectAllVerified(db);
   });
 });
+
+describe('when qubesbuilder.BuildLog sessions end but their post-log-hook runs long (sessionsPerVm 2)', () => {
+  // What a BuildLog process does after its session (text file, xz, seal, hook) keeps the VM's slot until it ends.
+  const home = join(tmp.dir, 'buildlog-hook-home');
+  const db = join(home, '.local/share/appendlog/logs.db');
+  const gate = join(tmp.dir, 'buildlog-hook.gate');
+  const env = (i: number): Record<string, string> => ({
+    HOME: home,
+    QREXEC_REMOTE_DOMAIN: 'hook-vm',
+    QREXEC_SERVICE_ARGUMENT: `h${i}`,
+    QREXEC_REQUESTED_TARGET_TYPE: '',
+    APPENDLOG_LOGVM: LOGVM,
+    APPENDLOG_SESSIONS_PER_VM: '2',
+    XDG_CONFIG_HOME: join(home, '.no-config'),
+  });
+  const buildLog = (i: number): Started => start(join(ROOT, 'rpc/qubesbuilder.BuildLog'), [`h${i}`], { env: env(i), input: `build ${i}\n`, timeoutMs: 120_000 });
+  const hookRuns = join(tmp.dir, 'buildlog-hook.runs');
+  const first: Started[] = [];
+  let late: Run[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(join(home, 'QubesIncomingBuildLog'), { recursive: true });
+    const hook = join(home, 'QubesIncomingBuildLog', 'post-log-hook');
+    writeFileSync(hook, `#!/bin/sh\necho "$1" >> '${hookRuns}'\nwhile [ ! -e '${gate}' ]; do sleep 0.05; done\n`);
+    chmodSync(hook, 0o755);
+    const runs = (): number => (existsSync(hookRuns) ? readFileSync(hookRuns, 'utf8').split('\n').length - 1 : 0);
+    for (let i = 0; i < 2; i++) {
+      first.push(buildLog(i));
+      await waitUntil(`the hook of session ${i} to run`, () => runs() >= i + 1, { timeoutMs: 60_000 });
+    }
+    late = await Promise.all([2, 3].map((i) => buildLog(i).done));
+    writeFileSync(gate, '');
+  }, 180_000);
+
+  afterAll(() => {
+    writeFileSync(gate, '');
+    for (const s of first) if (s.child.exitCode === null) killGroup(s.child, 'SIGKILL');
+  });
+
+  it('calls made while 2 processes still run their hook are refused with SESSION_LIMIT (exit 19), print no path', () => {
+    for (const r of late) {
+      expectNoCrash(r, 'late BuildLog call');
+      expect(r.code, r.stderr).toBe(EXIT.SESSION_LIMIT);
+      expect(r.stdout.length).toBe(0);
+    }
+  });
+
+  it('the 2 first printed their path and exit 0 once the hook ends; then a new call is admitted', async () => {
+    for (const s of first) {
+      const r = await s.done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString('utf8')).toMatch(/^hook-vm\/h[01]\/log_[0-9_-]+\n$/);
+    }
+    const again = await buildLog(9).done;
+    expect(again.code, again.stderr).toBe(0);
+  });
+});

@@ -183,6 +183,23 @@ export async function buildLogSession(o: BuildLogOptions): Promise<BuildLogResul
     return { path: null, log, error, failures };
   }
 
+  // The session has ended, but this process goes on (the text file, xz, the
+  // seal, the hook can each take long): it keeps its VM's session slot until
+  // it ends (7.4), or a VM could pile up such processes without bound.
+  let slot: number | undefined;
+  try {
+    slot = o.store.holdSessionSlot(o.vm);
+  } catch {
+    // best effort: the steps still run and are recorded
+  }
+  try {
+    return await afterCleanSession(o, t, dir, file, log, incoming);
+  } finally {
+    if (slot !== undefined) o.store.releaseSessionSlot(slot);
+  }
+}
+
+async function afterCleanSession(o: BuildLogOptions, t: BuildLogTarget, dir: string, file: string, log: string, incoming: string): Promise<BuildLogResult> {
   const failures: StepFailure[] = [];
   // The text file: a view of the chain, written next to the reservation and renamed over it.
   let relative: string;

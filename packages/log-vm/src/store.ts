@@ -837,9 +837,11 @@ export class Store {
     // Processes of the VM still sealing at the end of their session hold their slot (holdSessionSlot).
     const closing = this.db.prepare('SELECT id, pid, start FROM closing WHERE vm = ?').all(vm) as Array<{ id: number; pid: number; start: string | null }>;
     for (const c of closing) if (!processRunning(c.pid, c.start)) this.db.prepare('DELETE FROM closing WHERE id = ?').run(c.id);
-    const live =
-      rows.filter((r) => r.pid !== process.pid && processAlive(r.pid)).length +
-      closing.filter((c) => c.pid !== process.pid && processRunning(c.pid, c.start)).length;
+    // Processes, not rows: one that holds a slot twice (qubesbuilder.BuildLog's end and its seal) counts once.
+    const live = new Set([
+      ...rows.filter((r) => r.pid !== process.pid && processAlive(r.pid)).map((r) => r.pid),
+      ...closing.filter((c) => c.pid !== process.pid && processRunning(c.pid, c.start)).map((c) => c.pid),
+    ]).size;
     if (live >= limit) {
       throw new AppendlogError('SESSION_LIMIT', `VM ${vm} already has ${live} session(s) open, the most the log VM allows at once (${limit}); this session was refused`);
     }
