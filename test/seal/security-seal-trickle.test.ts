@@ -92,6 +92,28 @@ function trickle(db: string, name: string, env: Record<string, string> = {}): { 
   return { s, sent: () => sent, stop: () => (stopped = true), done };
 }
 
+/**
+ * The VM trickles into NAME; once `lines` are stored, `logvm seal` starts
+ * behind `wrapper`, and once the signer is called (the claim is taken
+ * before it is), the sender's next batch is refused: returns when the sender
+ * has ended, with the sealer still waiting at the gate.
+ */
+async function sealWhileTrickling(
+  db: string,
+  name: string,
+  lines: number,
+  wrapper: ReturnType<typeof gated>,
+  env: Record<string, string> = {},
+): Promise<{ sender: ReturnType<typeof trickle>; sealer: Started; senderRun: Run }> {
+  const sender = trickle(db, name, env);
+  await waitForLines(db, VM, name, lines, sender.s);
+  const sealer = startSeal(db, name, wrapper.script.path);
+  await waitUntil('the signer to be called', () => wrapper.script.calls().length >= 1, { s: sealer });
+  const senderRun = await sender.s.done;
+  await sender.done;
+  return { sender, sealer, senderRun };
+}
+
 /** Rows of the store's `sealing` table (claims of seals in progress), read with the real sqlite3 CLI. */
 const sealingRows = (db: string): number => Number(execFileSync('/usr/bin/sqlite3', ['-readonly', db, 'SELECT count(*) FROM sealing']).toString('utf8').trim());
 
@@ -102,19 +124,14 @@ describe('when a VM trickles a line every ~80 ms while the log is sealed', () =>
   let senderRun: Run;
   let sealRun: Run;
   let wrapper: ReturnType<typeof gated>;
-  let sealer: Started;
 
   beforeAll(async () => {
-    sender = trickle(db, NAME);
-    await waitForLines(db, VM, NAME, 3, sender.s);
     wrapper = gated('once');
-    sealer = startSeal(db, NAME, wrapper.script.path);
-    await waitUntil('the signer to be called', () => wrapper.script.calls().length >= 1, { s: sealer });
     // The claim is taken before the signer is called: the next batch of the trickling sender is refused.
-    senderRun = await sender.s.done;
-    await sender.done;
+    const r = await sealWhileTrickling(db, NAME, 3, wrapper);
+    ({ sender, senderRun } = r);
     wrapper.open();
-    sealRun = await sealer.done;
+    sealRun = await r.sealer.done;
   }, 120_000);
 
   it('the seal succeeds (exit 0) with exactly one signer call', () => {
@@ -175,21 +192,16 @@ describe('when a VM trickles a line every ~80 ms while the log is sealed', () =>
 describe('when the signer fails while a VM trickles into the log', () => {
   const db = join(tmp.dir, 'fails.db');
   const NAME = 'fails';
-  let sender: ReturnType<typeof trickle>;
   let senderRun: Run;
   let sealRun: Run;
   let wrapper: ReturnType<typeof gated>;
 
   beforeAll(async () => {
-    sender = trickle(db, NAME);
-    await waitForLines(db, VM, NAME, 2, sender.s);
     wrapper = gated('fails', "cat >/dev/null\necho 'gpg: signing failed: No secret key' >&2\nexit 2");
-    const sealer = startSeal(db, NAME, wrapper.script.path);
-    await waitUntil('the signer to be called', () => wrapper.script.calls().length >= 1, { s: sealer });
-    senderRun = await sender.s.done;
-    await sender.done;
+    const r = await sealWhileTrickling(db, NAME, 2, wrapper);
+    senderRun = r.senderRun;
     wrapper.open();
-    sealRun = await sealer.done;
+    sealRun = await r.sealer.done;
   }, 120_000);
 
   it('the seal fails with SIGNER_FAILED (exit 40) after one signer call, and the sender got LOG_SEALED', () => {
@@ -228,18 +240,12 @@ describe('when the signer fails while a VM trickles into the log', () => {
 describe('when the sealer is SIGKILLed while it holds the claim', () => {
   const db = join(tmp.dir, 'killed.db');
   const NAME = 'killed';
-  let sender: ReturnType<typeof trickle>;
   let killedPid: number;
 
   beforeAll(async () => {
-    sender = trickle(db, NAME);
-    await waitForLines(db, VM, NAME, 2, sender.s);
-    const wrapper = gated('never');
-    const sealer = startSeal(db, NAME, wrapper.script.path);
+    const { sealer, senderRun } = await sealWhileTrickling(db, NAME, 2, gated('never'));
     killedPid = sealer.pid;
-    await waitUntil('the signer to be called', () => wrapper.script.calls().length >= 1, { s: sealer });
-    expectServiceError(await sender.s.done, 'LOG_SEALED');
-    await sender.done;
+    expectServiceError(senderRun, 'LOG_SEALED');
     killGroup(sealer.child, 'SIGKILL');
     const r = await sealer.done;
     expect(r.signal).toBe('SIGKILL');
@@ -280,15 +286,11 @@ describe('when the trickling session\'s service is set to seal at the end (sealO
   let sealRun: Run;
 
   beforeAll(async () => {
-    const sender = trickle(db, NAME, { APPENDLOG_SEAL_ON_CLOSE: `gpg:${alice}`, ...gpg.env });
-    await waitForLines(db, VM, NAME, 2, sender.s);
     const wrapper = gated('soc');
-    const sealer = startSeal(db, NAME, wrapper.script.path);
-    await waitUntil('the signer to be called', () => wrapper.script.calls().length >= 1, { s: sealer });
-    senderRun = await sender.s.done;
-    await sender.done;
+    const r = await sealWhileTrickling(db, NAME, 2, wrapper, { APPENDLOG_SEAL_ON_CLOSE: `gpg:${alice}`, ...gpg.env });
+    senderRun = r.senderRun;
     wrapper.open();
-    sealRun = await sealer.done;
+    sealRun = await r.sealer.done;
   }, 120_000);
 
   it('the seal succeeds and the cut sender gets LOG_SEALED', () => {
