@@ -53,8 +53,15 @@ const median = (xs) => {
 };
 const summary = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs });
 
-/** Runs `sh -c script`, returns wall seconds; throws on failure. */
+/**
+ * Runs `sh -c script`, returns wall seconds; throws on failure. Dirty pages
+ * of what ran before (the corpus, earlier stores) are written out first,
+ * untimed: on ext4 an fsync can have to write other files' dirty data too,
+ * so without it a row that syncs (ingest commits) would pay for the rows
+ * before it.
+ */
 function sh(script, env = {}) {
+  spawnSync('sync');
   const t0 = process.hrtime.bigint();
   const r = spawnSync('/bin/sh', ['-c', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 24 });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;

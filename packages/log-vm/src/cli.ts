@@ -1,48 +1,61 @@
 #!/usr/bin/env node
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { EXIT_CODES, VERSION } from '@appendlog/shared';
 import { quietOnClosedPipe } from './output.js';
 import { COMMAND_LOADERS } from './commands/loaders.js';
 import type { CommandModule } from 'yargs';
 
-// Only the command that runs is loaded: every other one pulls in modules it
-// never uses (report rendering, bundles, trust, SQLite), and at the sizes
-// logs have, loading them is a large share of a command's time (for the
-// qrexec services, `append` from qubes.AppendLog and `buildlog` from
-// qubesbuilder.BuildLog, it delays the moment the session opens and starts
-// reading the sender's stdin). Anything else (no command, --help, a typo,
-// completion) loads them all, in commands/index.ts's order, for yargs.
-// (commands/loaders.ts has one loader per command; a test keeps the two lists equal.)
-const SERVICES = new Set(['append', 'buildlog']);
-const name = process.argv[2] ?? '';
-const one = Object.hasOwn(COMMAND_LOADERS, name) ? COMMAND_LOADERS[name] : undefined;
-const commands: Array<CommandModule<any, any>> = one ? [await one()] : (await import('./commands/index.js')).ALL_COMMANDS;
-const service = one !== undefined && SERVICES.has(name);
+// The qrexec services run as exactly `logvm append --qrexec` and `logvm
+// buildlog --qrexec` (rpc/qubes.AppendLog, rpc/qubesbuilder.BuildLog), once
+// per call, and until the session opens the sender waits: that very argv
+// goes straight to the command's handler with the arguments yargs would
+// give it (no other option is set; the check of --qrexec's companions has
+// nothing to refuse), without loading yargs (~40 modules and string-width's
+// tables: tens of ms of every call). Any other argv is parsed by yargs.
+const SERVICE_ARGV = new Set(['append --qrexec', 'buildlog --qrexec']);
+const direct = process.argv.length === 4 && SERVICE_ARGV.has(`${process.argv[2]} ${process.argv[3]}`);
+if (direct) await COMMAND_LOADERS[process.argv[2]!]!().then((c) => c.handler({ qrexec: true, _: [process.argv[2]!], $0: 'logvm' }));
+else await parseWithYargs();
 
-// Every command but the services (append, buildlog): a closed pipe on stdout
-// ends it quietly. The services must still close their session; they handle it.
-if (!service) quietOnClosedPipe();
+async function parseWithYargs(): Promise<void> {
+  const [{ default: yargs }, { hideBin }, { EXIT_CODES, VERSION }] = await Promise.all([import('yargs'), import('yargs/helpers'), import('@appendlog/shared')]);
 
-const parser = yargs(hideBin(process.argv))
-  .scriptName('logvm')
-  .usage('$0 <command>\n\nThe log VM side of qubes.AppendLog: hash-chained, append-only, sealed build logs.')
-  .command(commands)
-  .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render, publish, report')
-  // `logvm completion >> ~/.bashrc` (the packages install it system-wide).
-  .completion('completion', 'print a bash/zsh completion script')
-  .strict()
-  .version(VERSION)
-  .help()
-  .fail((msg, err) => {
-    // A message means a usage problem (including our .check()s); an error
-    // without one came from a handler and is reported there.
-    if (!msg && err) throw err;
-    process.stderr.write(`logvm: USAGE: ${msg}\n(see logvm --help)\n`);
-    process.exit(EXIT_CODES.USAGE);
-  });
-skipHelpCache(parser);
-await parser.parseAsync();
+  // Only the command that runs is loaded: every other one pulls in modules it
+  // never uses (report rendering, bundles, trust, SQLite), and at the sizes
+  // logs have, loading them is a large share of a command's time (for the
+  // qrexec services, `append` from qubes.AppendLog and `buildlog` from
+  // qubesbuilder.BuildLog, it delays the moment the session opens and starts
+  // reading the sender's stdin). Anything else (no command, --help, a typo,
+  // completion) loads them all, in commands/index.ts's order, for yargs.
+  // (commands/loaders.ts has one loader per command; a test keeps the two lists equal.)
+  const SERVICES = new Set(['append', 'buildlog']);
+  const name = process.argv[2] ?? '';
+  const one = Object.hasOwn(COMMAND_LOADERS, name) ? COMMAND_LOADERS[name] : undefined;
+  const commands: Array<CommandModule<any, any>> = one ? [await one()] : (await import('./commands/index.js')).ALL_COMMANDS;
+  const service = one !== undefined && SERVICES.has(name);
+
+  // Every command but the services (append, buildlog): a closed pipe on stdout
+  // ends it quietly. The services must still close their session; they handle it.
+  if (!service) quietOnClosedPipe();
+
+  const parser = yargs(hideBin(process.argv))
+    .scriptName('logvm')
+    .usage('$0 <command>\n\nThe log VM side of qubes.AppendLog: hash-chained, append-only, sealed build logs.')
+    .command(commands)
+    .demandCommand(1, 'give a command: append, list, show, verify-chain, seal, export, cosign, attest, verify-artifact, compare, buildlog, render, publish, report')
+    // `logvm completion >> ~/.bashrc` (the packages install it system-wide).
+    .completion('completion', 'print a bash/zsh completion script')
+    .strict()
+    .version(VERSION)
+    .help()
+    .fail((msg, err) => {
+      // A message means a usage problem (including our .check()s); an error
+      // without one came from a handler and is reported there.
+      if (!msg && err) throw err;
+      process.stderr.write(`logvm: USAGE: ${msg}\n(see logvm --help)\n`);
+      process.exit(EXIT_CODES.USAGE);
+    });
+  skipHelpCache(parser);
+  await parser.parseAsync();
+}
 
 /**
  * yargs renders the running command's whole --help text (cliui, string-width,

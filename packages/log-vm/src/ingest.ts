@@ -12,6 +12,7 @@ import {
   type CanonicalValue,
   type CloseReason,
   type FrameEvent,
+  type PendingBlock,
 } from '@appendlog/shared';
 import { SealRefusal, type LogRow, type OpenOptions, type Store } from './store.js';
 import type { ByteSource } from './source.js';
@@ -86,8 +87,29 @@ const STREAM_KIND: Record<number, number> = {
   [FrameType.STDERR]: Kind.STDERR,
 };
 
+/** A full batch hashed ahead of its commit (ingest's pipeline), with what it holds. */
+interface Batch {
+  pending: PendingBlock;
+  lines: number;
+  bytes: number;
+  /** When its first entry arrived (performance.now()): it is committed within commitIntervalMs of that. */
+  first: number;
+}
+
+/**
+ * The pipeline (both cores): when the batch being filled is full, a thread
+ * numbers and hashes it (BlockBuilder.start, chained onto the head the batch
+ * before it will leave) while this thread commits that batch before it and
+ * goes on reading and splitting. So at most one full batch waits, hashed,
+ * for its commit; it is committed when the next one is full, when the
+ * commit interval of its first entry runs out, or at the end, whichever
+ * comes first, so the loss window stays commitIntervalMs. The store checks
+ * the head it was chained onto and chains it again if another session's
+ * batch came first (store.ts chainedOnto), so the chain is the same as
+ * committing each batch at once.
+ */
 class Session {
-  readonly builder: BlockBuilder;
+  builder: BlockBuilder;
   lines = 0;
   bytes = 0;
   time: number;
@@ -95,9 +117,16 @@ class Session {
   failure: AppendlogError | null = null;
   private timer: NodeJS.Timeout | undefined;
   private lastReceipt: { time: number; entries: number };
-  /** Lines/bytes in the batch not committed yet (not counted as stored). */
+  /** Lines/bytes in the batch being filled (not counted as stored). */
   private pendingLines = 0;
   private pendingBytes = 0;
+  /** When the batch being filled got its first entry (performance.now()). */
+  private fillFirst = 0;
+  /** Full batches hashed ahead, oldest first, not committed yet (one at a time but during a rotation). */
+  private queue: Batch[] = [];
+  /** Builders of committed batches, for reuse. */
+  private free: BlockBuilder[] = [];
+  private readonly builderBytes: number;
   /**
    * Set once a quota refused a batch: what follows is only the notice that
    * says so and the close, which must go in although the quota counts them.
@@ -112,7 +141,8 @@ class Session {
     private readonly onFail: (e: unknown) => void,
   ) {
     const maxLine = opts.maxLine ?? DEFAULT_MAX_LINE;
-    this.builder = new BlockBuilder(Math.min(opts.batchBytes ?? 1 << 20, 1 << 20) + maxLine + 64);
+    this.builderBytes = Math.min(opts.batchBytes ?? 1 << 20, 1 << 20) + maxLine + 64;
+    this.builder = new BlockBuilder(this.builderBytes);
     this.time = this.now();
     this.head = first;
     this.lastReceipt = { time: this.time, entries: first.entries };
@@ -123,60 +153,139 @@ class Session {
   }
 
   line(kind: number, flags: number, payload: Buffer): void {
+    if (this.builder.count === 0) this.fillFirst = performance.now();
     this.builder.add(this.time, this.session, kind, flags, payload);
     this.pendingLines++;
     this.pendingBytes += payload.length;
   }
 
+  /** The bulk path for `kind` (LineScanner.push's third argument): whole short lines straight into the batch. */
+  bulk(kind: number, maxLine: number): (chunk: Buffer, pos: number) => number {
+    return (chunk, pos) => {
+      const b = this.builder;
+      const count = b.count;
+      const lineBytes = b.lineBytes;
+      const reached = b.addLines(this.time, this.session, kind, chunk, pos, maxLine);
+      if (b.count > count) {
+        if (count === 0) this.fillFirst = performance.now();
+        this.pendingLines += b.count - count;
+        this.pendingBytes += b.lineBytes - lineBytes;
+      }
+      return reached;
+    };
+  }
+
   event(kind: number, payload: Uint8Array): void {
+    if (this.builder.count === 0) this.fillFirst = performance.now();
     this.builder.add(this.now(), this.session, kind, 0, payload);
   }
 
-  /** After input: commit when the batch is full, else make sure a timer will. */
+  /** After input: hand the batch on when it is full, else make sure a timer commits it in time. */
   afterInput(): void {
-    if (this.builder.byteLength >= (this.opts.batchBytes ?? 1 << 20)) this.flush();
-    else if (this.timer === undefined && this.builder.count > 0) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        try {
-          this.flush();
-        } catch (e) {
-          this.onFail(e);
-        }
-      }, this.opts.commitIntervalMs ?? 50);
-    }
+    if (this.builder.byteLength >= (this.opts.batchBytes ?? 1 << 20)) this.rotate();
+    else this.armTimer();
   }
 
-  flush(endSession = false): void {
+  /** Commits what is received and not committed within the commit interval of the oldest of it. */
+  private armTimer(): void {
+    if (this.timer !== undefined) return;
+    const oldest = this.queue.length > 0 ? this.queue[0]!.first : this.builder.count > 0 ? this.fillFirst : undefined;
+    if (oldest === undefined) return;
+    const interval = this.opts.commitIntervalMs ?? 50;
+    const delay = Math.min(interval, Math.max(0, oldest + interval - performance.now()));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      try {
+        this.flush();
+      } catch (e) {
+        this.onFail(e);
+      }
+    }, delay);
+  }
+
+  private clearTimer(): void {
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.builder.count === 0) return;
-    // On failure the batch stays as it is: discard() drops it and reports what it held.
+  }
+
+  /**
+   * The batch being filled is full: a thread hashes it, chained onto the
+   * head the queued batch will leave (or the committed head), while the
+   * queued batch is committed here; reading goes on into another builder.
+   */
+  private rotate(): void {
+    const last = this.queue[this.queue.length - 1];
+    let firstSeq = this.head.entries + 1;
+    let prev = this.head.hash;
+    if (last !== undefined) {
+      const b = last.pending.join();
+      firstSeq = b.firstSeq + b.count;
+      prev = b.head;
+    }
+    this.queue.push({ pending: this.builder.start(firstSeq, prev), lines: this.pendingLines, bytes: this.pendingBytes, first: this.fillFirst });
+    this.pendingLines = 0;
+    this.pendingBytes = 0;
+    this.builder = this.free.pop() ?? new BlockBuilder(this.builderBytes);
+    this.clearTimer();
+    while (this.queue.length > 1) this.commitFirst(false);
+    this.armTimer();
+  }
+
+  /** Commits the oldest queued batch (on failure it stays queued: discard() drops it and reports what it held). */
+  private commitFirst(endSession: boolean): void {
+    const b = this.queue[0]!;
+    this.commit(b.pending, b.lines, b.bytes, endSession);
+    this.queue.shift();
+    b.pending.builder.reset();
+    if (this.free.length < 2) this.free.push(b.pending.builder);
+  }
+
+  private commit(batch: BlockBuilder | PendingBlock, lines: number, bytes: number, endSession: boolean): void {
     // `cut`: what the close says if a seal in progress refuses this batch and then fails (7.3).
-    const refused = `refused while the log was being sealed (LOG_SEALED): ${this.pendingLines} received line(s) (${this.pendingBytes} bytes) of the last batch${endSession ? '' : ' and the rest of the input'} were not stored`;
-    const block = this.opts.store.append(this.log, this.builder, {
+    const unstored = this.pendingCounts();
+    const refused = `refused while the log was being sealed (LOG_SEALED): ${unstored.lines} received line(s) (${unstored.bytes} bytes) of the last batch(es)${endSession ? '' : ' and the rest of the input'} were not stored`;
+    const block = this.opts.store.append(this.log, batch, {
       ...(endSession ? { endSession: this.session } : {}),
       ...(this.quotaExempt ? { skipQuota: true } : {}),
       cut: { session: this.session, lines: this.lines, bytes: this.bytes, refused },
       now: () => this.now(),
     });
     this.head = { entries: block.firstSeq + block.count - 1, hash: block.head };
-    this.lines += this.pendingLines;
-    this.bytes += this.pendingBytes;
-    this.pendingLines = 0;
-    this.pendingBytes = 0;
-    this.builder.reset();
+    this.lines += lines;
+    this.bytes += bytes;
     if (this.opts.framed) this.maybeReceipt();
   }
 
-  pendingCounts(): { lines: number; bytes: number } {
-    return { lines: this.pendingLines, bytes: this.pendingBytes };
+  /** Commits everything received: the queued batch, then the one being filled (with endSession, the session's last). */
+  flush(endSession = false): void {
+    this.clearTimer();
+    while (this.queue.length > 0) this.commitFirst(endSession && this.queue.length === 1 && this.builder.count === 0);
+    if (this.builder.count === 0) return;
+    // On failure the batch stays as it is: discard() drops it and reports what it held.
+    this.commit(this.builder, this.pendingLines, this.pendingBytes, endSession);
+    this.pendingLines = 0;
+    this.pendingBytes = 0;
+    this.builder.reset();
   }
 
-  /** Drops the batch that could not be stored (the close event says why). */
+  /** Lines/bytes received and not committed: the queued batches and the one being filled. */
+  pendingCounts(): { lines: number; bytes: number } {
+    let lines = this.pendingLines;
+    let bytes = this.pendingBytes;
+    for (const b of this.queue) {
+      lines += b.lines;
+      bytes += b.bytes;
+    }
+    return { lines, bytes };
+  }
+
+  /** Drops what could not be stored (the close event says why). */
   discard(): void {
+    this.clearTimer();
+    for (const b of this.queue) b.pending.builder.reset();
+    this.queue = [];
     this.builder.reset();
     this.pendingLines = 0;
     this.pendingBytes = 0;
@@ -264,13 +373,19 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     if (em === undefined) emitters.set(kind, (em = (p, f) => s.line(kind, f, p)));
     return em;
   };
+  const bulks = new Map<number, (chunk: Buffer, pos: number) => number>();
+  const bulkFor = (kind: number): ((chunk: Buffer, pos: number) => number) => {
+    let b = bulks.get(kind);
+    if (b === undefined) bulks.set(kind, (b = s.bulk(kind, maxLine)));
+    return b;
+  };
 
   const parser = opts.framed ? new FrameParser() : null;
   let protocolError: AppendlogError | null = null;
   const onFrame = (e: FrameEvent): void => {
     if (e.type === 'data') {
       const kind = STREAM_KIND[e.stream]!;
-      scannerFor(kind).push(e.bytes, emitterFor(kind));
+      scannerFor(kind).push(e.bytes, emitterFor(kind), bulkFor(kind));
     } else {
       // A claim or the end follows all output sent before it: lines still
       // open end here (NOEOL), so the chain keeps the order of arrival.
@@ -289,12 +404,13 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
 
   const raw = scannerFor(Kind.LINE);
   const rawEmit = emitterFor(Kind.LINE);
+  const rawBulk = bulkFor(Kind.LINE);
   try {
     await input.run((chunk) => {
       if (failure !== null || protocolError !== null || reason === 'idle') return; // the rest is not read
       armIdle();
       s.time = now();
-      if (parser === null) raw.push(chunk, rawEmit);
+      if (parser === null) raw.push(chunk, rawEmit, rawBulk);
       else {
         try {
           parser.push(chunk, onFrame);
@@ -361,7 +477,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
     }
     // The refused batch and the rest of the input are not stored; the chain says so.
     dropRest = true;
-    const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch and the rest of the input were not stored`;
+    const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch(es) and the rest of the input were not stored`;
     if (f.code === 'QUOTA_EXCEEDED') {
       reason = 'quota';
       s.quotaExempt = true;
@@ -419,7 +535,7 @@ export async function appendSession(opts: AppendOptions): Promise<SessionResult>
       const pending = s.pendingCounts();
       s.discard();
       if (e.code === 'LOG_SEALED') return sealCut(e, pending, reason === 'eof' ? 'nothing' : 'the rest of the input was not read');
-      const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch were not stored`;
+      const lost = `${pending.lines} received line(s) (${pending.bytes} bytes) of the last batch(es) were not stored`;
       reason = 'quota';
       detail = `${e.message}; ${lost}`;
       failure ??= e;

@@ -7,6 +7,7 @@ import {
   AppendlogError,
   BlockBuilder,
   EVENTS_LOG_NAME,
+  PendingBlock,
   Kind,
   canonicalBytes,
   canonicalJson,
@@ -357,9 +358,19 @@ export class Store {
 
   quotas: Quotas = DEFAULT_QUOTAS;
 
+  /** Prepared once per connection: the statements every batch runs (preparing one costs tens of us, ~10 per batch). */
+  private readonly statements = new Map<string, Database.Statement>();
+
   private constructor(db: Database.Database, path: string) {
     this.db = db;
     this.path = path;
+  }
+
+  /** A prepared statement for `sql`, from the cache (not for iterate: a cached statement must not be busy). */
+  private q(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (st === undefined) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
   }
 
   static open(path: string, opts: StoreOptions = {}): Store {
@@ -429,7 +440,7 @@ export class Store {
   }
 
   getHead(logId: number): HeadRow {
-    const head = this.db.prepare('SELECT * FROM heads WHERE log_id = ?').get(logId) as HeadRow | undefined;
+    const head = this.q('SELECT * FROM heads WHERE log_id = ?').get(logId) as HeadRow | undefined;
     if (head === undefined) throw new AppendlogError('STORE_INCONSISTENT', `log ${logId} has no head row`);
     return head;
   }
@@ -500,7 +511,7 @@ export class Store {
           session: l.session,
           detail: `the service process ${l.pid} ended without closing the session (killed or crashed); its entries up to seq ${head.entries} were committed, anything it had not committed is lost`,
         }));
-        this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, l.session);
+        this.q('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, l.session);
       }
       session = head.sessions + 1;
       const svc = service === DEFAULT_SERVICE ? {} : { service };
@@ -636,7 +647,7 @@ export class Store {
    * returns the committed block. Refuses (LOG_SEALED) when the log was sealed
    * meanwhile; nothing of the batch is stored then.
    */
-  append(log: LogRow, builder: BlockBuilder, opts: { endSession?: number; skipQuota?: boolean; cut?: SessionCut; now?: () => number } = {}): FinishedBlock {
+  append(log: LogRow, builder: BlockBuilder | PendingBlock, opts: { endSession?: number; skipQuota?: boolean; cut?: SessionCut; now?: () => number } = {}): FinishedBlock {
     const run = this.db.transaction((): FinishedBlock | SealRefusal => {
       const claim = this.activeClaim(log, opts.now ?? Date.now);
       if (claim !== undefined) {
@@ -647,7 +658,7 @@ export class Store {
           this.db
             .prepare('INSERT OR REPLACE INTO sealing_cuts (log_id, session, lines, bytes, refused) VALUES (?, ?, ?, ?, ?)')
             .run(log.id, opts.cut.session, opts.cut.lines, opts.cut.bytes, opts.cut.refused);
-          this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.cut.session);
+          this.q('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.cut.session);
         }
         return this.sealingRefusal(log, claim, 'is being sealed; the rest of this session is refused');
       }
@@ -657,7 +668,7 @@ export class Store {
       // the close) and log-VM events; bounded per session, so no flood.
       if (builder.count > 0 && opts.skipQuota !== true) this.checkQuota(log, head, storedSize(builder));
       const block = this.insertBlock(log, head, builder, 0);
-      if (opts.endSession !== undefined) this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.endSession);
+      if (opts.endSession !== undefined) this.q('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, opts.endSession);
       return block;
     });
     let r: FinishedBlock | SealRefusal;
@@ -683,7 +694,7 @@ export class Store {
   // Seals in progress (docs/FORMAT.md 7.3)
 
   sealClaim(logId: number): SealClaim | undefined {
-    return this.db.prepare('SELECT * FROM sealing WHERE log_id = ?').get(logId) as SealClaim | undefined;
+    return this.q('SELECT * FROM sealing WHERE log_id = ?').get(logId) as SealClaim | undefined;
   }
 
   /** Why a claim is stale (its sealer cannot commit any more, or took too long), or null. */
@@ -808,7 +819,7 @@ export class Store {
     if (over(logBytes, this.quotas.logBytes)) {
       throw new AppendlogError('QUOTA_EXCEEDED', `log ${log.vm}/${log.name} ${adding === 0 ? 'is at' : 'would exceed'} its quota of ${this.quotas.logBytes} stored bytes (${logBytes} stored)`);
     }
-    const vmBytes = (this.db.prepare('SELECT COALESCE(SUM(u.stored), 0) AS b FROM usage u JOIN logs l ON l.id = u.log_id WHERE l.vm = ?').get(log.vm) as { b: number }).b;
+    const vmBytes = (this.q('SELECT COALESCE(SUM(u.stored), 0) AS b FROM usage u JOIN logs l ON l.id = u.log_id WHERE l.vm = ?').get(log.vm) as { b: number }).b;
     if (over(vmBytes, this.quotas.vmBytes)) {
       throw new AppendlogError('QUOTA_EXCEEDED', `VM ${log.vm} ${adding === 0 ? 'is at' : 'would exceed'} its quota of ${this.quotas.vmBytes} bytes over all its logs (${vmBytes} stored)`);
     }
@@ -817,7 +828,7 @@ export class Store {
   /** Forgets a live session row (the session ended without a close entry, e.g. sealed under it). */
   endLive(log: LogRow, session: number): void {
     try {
-      this.db.prepare('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, session);
+      this.q('DELETE FROM live_sessions WHERE log_id = ? AND session = ?').run(log.id, session);
     } catch {
       // best effort: at worst the next session records it as lost
     }
@@ -871,7 +882,7 @@ export class Store {
 
   /** Stored bytes of a log (after fillUsage). */
   storedBytes(logId: number): number {
-    return (this.db.prepare('SELECT stored FROM usage WHERE log_id = ?').get(logId) as { stored: number } | undefined)?.stored ?? 0;
+    return (this.q('SELECT stored FROM usage WHERE log_id = ?').get(logId) as { stored: number } | undefined)?.stored ?? 0;
   }
 
   /**
@@ -879,8 +890,8 @@ export class Store {
    * counted from its blocks once for a store made before the table existed.
    */
   private fillUsage(vm?: string): void {
-    this.db
-      .prepare(
+    this
+      .q(
         `INSERT INTO usage (log_id, stored)
            SELECT l.id, COALESCE((SELECT SUM(length(b.data) + length(b.hashes)) FROM blocks b WHERE b.log_id = l.id), 0)
              FROM logs l WHERE (? IS NULL OR l.vm = ?) AND l.id NOT IN (SELECT log_id FROM usage)`,
@@ -889,19 +900,24 @@ export class Store {
   }
 
   /** Inside a transaction: numbers, chains and inserts the batch; moves the head. */
-  insertBlock(log: LogRow, head: HeadRow, builder: BlockBuilder, newSessions: number, sealed = 0): FinishedBlock {
+  insertBlock(log: LogRow, head: HeadRow, batch: BlockBuilder | PendingBlock, newSessions: number, sealed = 0): FinishedBlock {
     this.fillUsage(log.vm);
-    const block = builder.finish(head.entries + 1, head.head);
-    this.db
-      .prepare('INSERT INTO usage (log_id, stored) VALUES (?, ?) ON CONFLICT (log_id) DO UPDATE SET stored = stored + excluded.stored')
-      .run(log.id, block.data.length + block.hashes.length);
-    this.db
-      .prepare('INSERT INTO blocks (log_id, first_seq, count, first_time, last_time, data, hashes) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(log.id, block.firstSeq, block.count, block.firstTime, block.lastTime, block.data, block.hashes);
-    this.db
-      .prepare(
-        'UPDATE heads SET entries = ?, lines = ?, bytes = ?, sessions = ?, head = ?, last_time = ?, sealed = ? WHERE log_id = ?',
-      )
+    const block = chainedOnto(batch, head);
+    this.q('INSERT INTO usage (log_id, stored) VALUES (?, ?) ON CONFLICT (log_id) DO UPDATE SET stored = stored + excluded.stored').run(
+      log.id,
+      block.data.length + block.hashes.length,
+    );
+    this.q('INSERT INTO blocks (log_id, first_seq, count, first_time, last_time, data, hashes) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+      log.id,
+      block.firstSeq,
+      block.count,
+      block.firstTime,
+      block.lastTime,
+      block.data,
+      block.hashes,
+    );
+    this
+      .q('UPDATE heads SET entries = ?, lines = ?, bytes = ?, sessions = ?, head = ?, last_time = ?, sealed = ? WHERE log_id = ?')
       .run(
         head.entries + block.count,
         head.lines + block.lines,
@@ -987,8 +1003,22 @@ export class Store {
 }
 
 /** What a batch will add to the store: its entries (headers and payloads) and a 32-byte hash each. */
-function storedSize(builder: BlockBuilder): number {
+function storedSize(batch: BlockBuilder | PendingBlock): number {
+  const builder = batch instanceof PendingBlock ? batch.builder : batch;
   return builder.byteLength + 32 * builder.count;
+}
+
+/**
+ * The batch numbered and chained onto `head`: a pending block hashed ahead
+ * of the transaction (ingest's pipeline) is used as it is when it was
+ * chained onto this very head, else (another session's batch came first,
+ * or a seal) its builder is numbered and chained again, here.
+ */
+function chainedOnto(batch: BlockBuilder | PendingBlock, head: HeadRow): FinishedBlock {
+  if (!(batch instanceof PendingBlock)) return batch.finish(head.entries + 1, head.head);
+  const block = batch.join();
+  if (block.firstSeq === head.entries + 1 && batch.prev.equals(head.head)) return block;
+  return batch.builder.finish(head.entries + 1, head.head);
 }
 
 /** The seal-abandoned notice of a stale claim (docs/FORMAT.md 13.5). */

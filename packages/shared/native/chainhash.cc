@@ -14,6 +14,8 @@
 #include <openssl/sha.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <thread>
 
 namespace {
@@ -279,6 +281,221 @@ napi_value ChainTailAsync(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+// chainStart(prefix, head, data, offsets, count, out, firstSeq) -> a job
+// handle; chainJoin(job) -> undefined once it is done. Numbers the `count`
+// entry encodings of data from firstSeq (the u64 seq at the start of each
+// header, docs/FORMAT.md 3.1) and chains them onto head (updated in place),
+// writing every hash to out, on a thread of its own: the JS thread stays
+// synchronous and goes on meanwhile (logvm append commits the batch before
+// while this one is hashed). Join waits for the thread. head, data, offsets
+// and out are held referenced until the join (or until the handle is
+// collected, which joins first); the caller must not touch them before it.
+struct ThreadJob {
+  pthread_t thread;
+  bool started = false;
+  napi_ref refs[4] = {nullptr, nullptr, nullptr, nullptr};
+  SHA256_CTX base;
+  unsigned char* head = nullptr;
+  unsigned char* data = nullptr;
+  const uint32_t* offsets = nullptr;
+  uint32_t count = 0;
+  unsigned char* out = nullptr;
+  uint64_t firstSeq = 0;
+  bool ok = true;
+  bool joined = false;
+};
+
+void* ThreadMain(void* p);
+
+void ThreadRun(ThreadJob* j) {
+  for (uint32_t i = 0; i < j->count; i++) {
+    uint64_t seq = j->firstSeq + i;
+    unsigned char* p = j->data + j->offsets[i];
+    for (int b = 7; b >= 0; b--) {
+      p[b] = static_cast<unsigned char>(seq & 0xff);
+      seq >>= 8;
+    }
+  }
+  Run(j->base, j->head, j->data, j->offsets, 0, j->count, j->out, false, 0, &j->ok);
+}
+
+void* ThreadMain(void* p) {
+  ThreadRun(static_cast<ThreadJob*>(p));
+  return nullptr;
+}
+
+void JoinJob(napi_env env, ThreadJob* j) {
+  if (j->joined) return;
+  if (j->started) pthread_join(j->thread, nullptr);
+  j->joined = true;
+  for (napi_ref& r : j->refs) {
+    if (r != nullptr) napi_delete_reference(env, r);
+    r = nullptr;
+  }
+}
+
+void FinalizeJob(napi_env env, void* p, void*) {
+  ThreadJob* j = static_cast<ThreadJob*>(p);
+  JoinJob(env, j);
+  delete j;
+}
+
+napi_value ChainStart(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  unsigned char *prefix, *head, *data, *out;
+  size_t prefixLen, headLen, dataLen, outLen, offLen;
+  uint32_t* offsets;
+  uint32_t count;
+  double firstSeq;
+  if (argc < 7 || !GetBytes(env, argv[0], &prefix, &prefixLen) || !GetBytes(env, argv[1], &head, &headLen) || headLen != 32 ||
+      !GetBytes(env, argv[2], &data, &dataLen) || !GetU32(env, argv[3], &offsets, &offLen) ||
+      napi_get_value_uint32(env, argv[4], &count) != napi_ok || !GetBytes(env, argv[5], &out, &outLen) ||
+      napi_get_value_double(env, argv[6], &firstSeq) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "chainStart: bad arguments");
+    return nullptr;
+  }
+  // Seqs are exact integers in JS: firstSeq + count - 1 must stay below 2^53.
+  if (!(firstSeq >= 1) || firstSeq != static_cast<double>(static_cast<uint64_t>(firstSeq)) || firstSeq + count > 9007199254740992.0) {
+    napi_throw_range_error(env, nullptr, "chainStart: bad firstSeq");
+    return nullptr;
+  }
+  if (offLen < static_cast<size_t>(count) + 1 || outLen < static_cast<size_t>(count) * 32) {
+    napi_throw_range_error(env, nullptr, "chainStart: offsets or out too short");
+    return nullptr;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    // Each span holds at least a whole header (26 bytes), whose seq is written.
+    if (offsets[i] > offsets[i + 1] || offsets[i + 1] > dataLen || offsets[i + 1] - offsets[i] < 26) {
+      napi_throw_range_error(env, nullptr, "chainStart: offsets out of range");
+      return nullptr;
+    }
+  }
+  ThreadJob* j = new ThreadJob();
+  if (SHA256_Init(&j->base) != 1 || SHA256_Update(&j->base, prefix, prefixLen) != 1) {
+    delete j;
+    napi_throw_error(env, nullptr, "chain: OpenSSL digest failed");
+    return nullptr;
+  }
+  j->head = head;
+  j->data = data;
+  j->offsets = offsets;
+  j->count = count;
+  j->out = out;
+  j->firstSeq = static_cast<uint64_t>(firstSeq);
+  napi_value hold[4] = {argv[1], argv[2], argv[3], argv[5]};
+  for (int i = 0; i < 4; i++) napi_create_reference(env, hold[i], 1, &j->refs[i]);
+  napi_value handle;
+  if (napi_create_external(env, j, FinalizeJob, nullptr, &handle) != napi_ok) {
+    for (napi_ref r : j->refs)
+      if (r != nullptr) napi_delete_reference(env, r);
+    delete j;
+    napi_throw_error(env, nullptr, "chainStart: cannot create the job");
+    return nullptr;
+  }
+  // No thread to be had: the same work, here and now.
+  j->started = pthread_create(&j->thread, nullptr, ThreadMain, j) == 0;
+  if (!j->started) ThreadRun(j);
+  return handle;
+}
+
+napi_value ChainJoin(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_valuetype t;
+  void* p = nullptr;
+  if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], &p) != napi_ok ||
+      p == nullptr) {
+    napi_throw_type_error(env, nullptr, "chainJoin: not a job");
+    return nullptr;
+  }
+  ThreadJob* j = static_cast<ThreadJob*>(p);
+  JoinJob(env, j);
+  if (!j->ok) {
+    napi_throw_error(env, nullptr, "chain: OpenSSL digest failed");
+    return nullptr;
+  }
+  return nullptr;
+}
+
+// addLines(src, pos, buf, used, offsets, n, maxLine, time, session, kind, res)
+// appends to a batch being built (BlockBuilder, docs/FORMAT.md 3.1) one
+// entry per whole line of src from pos on: each line ends in '\n' (not
+// stored) and holds at most maxLine bytes, and gets the header seq 0, time,
+// session, kind, flags 0, its length, then its bytes. It stops before the
+// first line that is not whole, is longer than maxLine, or does not fit in
+// buf (or offsets): the caller's scanner takes that one. res (a Float64Array
+// of 6) receives the position reached, the new used and n, the lines and
+// line bytes added, and 1 if it stopped for room, else 0. JS does the same
+// (LineScanner.push with emit) without the addon; tests check both agree.
+napi_value AddLines(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  unsigned char *src, *buf;
+  size_t srcLen, bufLen, offLen, resLen;
+  uint32_t *offsets, pos, used, n, maxLine, session, kind;
+  double time, *res;
+  if (argc < 11 || !GetBytes(env, argv[0], &src, &srcLen) || napi_get_value_uint32(env, argv[1], &pos) != napi_ok ||
+      !GetBytes(env, argv[2], &buf, &bufLen) || napi_get_value_uint32(env, argv[3], &used) != napi_ok ||
+      !GetU32(env, argv[4], &offsets, &offLen) || napi_get_value_uint32(env, argv[5], &n) != napi_ok ||
+      napi_get_value_uint32(env, argv[6], &maxLine) != napi_ok || napi_get_value_double(env, argv[7], &time) != napi_ok ||
+      napi_get_value_uint32(env, argv[8], &session) != napi_ok || napi_get_value_uint32(env, argv[9], &kind) != napi_ok ||
+      !GetArray(env, argv[10], napi_float64_array, &res, &resLen) || resLen < 6) {
+    napi_throw_type_error(env, nullptr, "addLines: bad arguments");
+    return nullptr;
+  }
+  if (pos > srcLen || used > bufLen || n > offLen || kind > 255 || !(time >= 0) || time > 9007199254740991.0 ||
+      time != static_cast<double>(static_cast<uint64_t>(time))) {
+    napi_throw_range_error(env, nullptr, "addLines: arguments out of range");
+    return nullptr;
+  }
+  unsigned char header[26] = {0};
+  uint64_t t = static_cast<uint64_t>(time);
+  for (int b = 15; b >= 8; b--) {
+    header[b] = static_cast<unsigned char>(t & 0xff);
+    t >>= 8;
+  }
+  header[16] = static_cast<unsigned char>(session >> 24);
+  header[17] = static_cast<unsigned char>(session >> 16);
+  header[18] = static_cast<unsigned char>(session >> 8);
+  header[19] = static_cast<unsigned char>(session);
+  header[20] = static_cast<unsigned char>(kind);
+  size_t p = pos, u = used, k = n;
+  double lines = 0, bytes = 0;
+  int room = 0;
+  while (p < srcLen) {
+    const void* found = memchr(src + p, '\n', srcLen - p);
+    if (found == nullptr) break;
+    size_t len = static_cast<const unsigned char*>(found) - (src + p);
+    if (len > maxLine) break;
+    if (bufLen - u < 26 + len || offLen - k < 2) {
+      room = 1;
+      break;
+    }
+    offsets[k++] = static_cast<uint32_t>(u);
+    memcpy(buf + u, header, 22);
+    buf[u + 22] = static_cast<unsigned char>(len >> 24);
+    buf[u + 23] = static_cast<unsigned char>(len >> 16);
+    buf[u + 24] = static_cast<unsigned char>(len >> 8);
+    buf[u + 25] = static_cast<unsigned char>(len);
+    memcpy(buf + u + 26, src + p, len);
+    u += 26 + len;
+    lines += 1;
+    bytes += static_cast<double>(len);
+    p += len + 1;
+  }
+  res[0] = static_cast<double>(p);
+  res[1] = static_cast<double>(u);
+  res[2] = static_cast<double>(k);
+  res[3] = lines;
+  res[4] = bytes;
+  res[5] = room;
+  return nullptr;
+}
+
 napi_value Chain(napi_env env, napi_callback_info info) { return ChainImpl(env, info, false); }
 napi_value ChainTail(napi_env env, napi_callback_info info) { return ChainImpl(env, info, true); }
 
@@ -292,6 +509,12 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "interleave", fn);
   napi_create_function(env, "chainTailAsync", NAPI_AUTO_LENGTH, ChainTailAsync, nullptr, &fn);
   napi_set_named_property(env, exports, "chainTailAsync", fn);
+  napi_create_function(env, "chainStart", NAPI_AUTO_LENGTH, ChainStart, nullptr, &fn);
+  napi_set_named_property(env, exports, "chainStart", fn);
+  napi_create_function(env, "chainJoin", NAPI_AUTO_LENGTH, ChainJoin, nullptr, &fn);
+  napi_set_named_property(env, exports, "chainJoin", fn);
+  napi_create_function(env, "addLines", NAPI_AUTO_LENGTH, AddLines, nullptr, &fn);
+  napi_set_named_property(env, exports, "addLines", fn);
   return exports;
 }
 

@@ -1,7 +1,7 @@
 import { createHash, hash as oneShotHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { ENTRY_PREFIX, HASH_SIZE, SEAL_PREFIX, ZERO_HASH } from './constants.js';
-import { encodeGenesis, type LogIdentity } from './encoding.js';
+import { ENTRY_HEADER_SIZE, ENTRY_PREFIX, HASH_SIZE, SEAL_PREFIX, ZERO_HASH } from './constants.js';
+import { encodeGenesis, writeU64, type LogIdentity } from './encoding.js';
 
 /**
  * Hash chain (docs/FORMAT.md section 4):
@@ -90,6 +90,21 @@ interface NativeChain {
   chainTail?(prefix: Uint8Array, head: Uint8Array, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, compare: boolean, tail: number): number;
   interleave?(data: Uint8Array, hashes: Uint8Array, count: number, tail: number, out: Uint8Array): number;
   chainTailAsync?(prefix: Uint8Array, head: Uint8Array, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, tail: number): Promise<number>;
+  chainStart?(prefix: Uint8Array, head: Uint8Array, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, firstSeq: number): object;
+  chainJoin?(job: object): void;
+  addLines?(
+    src: Uint8Array,
+    pos: number,
+    buf: Uint8Array,
+    used: number,
+    offsets: Uint32Array,
+    n: number,
+    maxLine: number,
+    time: number,
+    session: number,
+    kind: number,
+    res: Float64Array,
+  ): void;
 }
 
 function loadNative(): NativeChain | null {
@@ -217,4 +232,56 @@ export function chainTaggedAsync(head: Buffer, data: Uint8Array, offsets: Uint32
     return Promise.reject(new RangeError('chainTaggedAsync: bad buffer sizes'));
   }
   return native.chainTailAsync(ENTRY_PREFIX, head, data, offsets, count, out, tail);
+}
+
+/** A batch being numbered and chained on a thread of its own (chainEntriesStart). */
+export interface ChainJob {
+  /** Waits until the hashes are in `out` and `head` is the last one; throws if hashing failed. Idempotent. */
+  join(): void;
+}
+
+const DONE: ChainJob = { join: () => undefined };
+
+/**
+ * Numbers the `count` entry encodings of `data` from `firstSeq` (the seq at
+ * the start of each header, docs/FORMAT.md 3.1) and chains them onto `head`
+ * (updated in place), every hash written to `out`: chainEntries after the
+ * seqs are set, but where the addon can, on a thread of its own, so the
+ * caller goes on meanwhile (logvm append commits the previous batch while
+ * this one is hashed: the second core). Without the addon it is done here
+ * and now. `head`, `data`, `offsets` and `out` must not be touched until
+ * `join()` returns.
+ */
+export function chainEntriesStart(head: Buffer, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, firstSeq: number): ChainJob {
+  if (head.length !== HASH_SIZE || offsets.length < count + 1 || out.length < count * HASH_SIZE) {
+    throw new RangeError('chainEntriesStart: bad buffer sizes');
+  }
+  if (!Number.isSafeInteger(firstSeq) || firstSeq < 1 || !Number.isSafeInteger(firstSeq + count)) throw new RangeError('chainEntriesStart: bad firstSeq');
+  if (count === 0) return DONE;
+  const n = native;
+  if (n?.chainStart !== undefined && n.chainJoin !== undefined) {
+    const job = n.chainStart(ENTRY_PREFIX, head, data, offsets, count, out, firstSeq);
+    let joined = false;
+    return {
+      join(): void {
+        if (joined) return;
+        joined = true;
+        n.chainJoin!(job);
+      },
+    };
+  }
+  for (let i = 0; i < count; i++) {
+    if (offsets[i]! > offsets[i + 1]! || offsets[i + 1]! - offsets[i]! < ENTRY_HEADER_SIZE || offsets[i + 1]! > data.length) throw new RangeError('chainEntriesStart: offsets out of range');
+    writeU64(data, offsets[i]!, firstSeq + i);
+  }
+  chainEntries(head, data, offsets, count, out, false);
+  return DONE;
+}
+
+/**
+ * The addon's line splitter (BlockBuilder.addLines), or null without it.
+ * Not hashing, but it lives in the same addon: one native module to build.
+ */
+export function nativeAddLines(): NonNullable<NativeChain['addLines']> | null {
+  return native?.addLines ?? null;
 }

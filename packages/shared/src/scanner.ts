@@ -15,6 +15,13 @@ import { DEFAULT_MAX_LINE, Flag } from './constants.js';
  */
 export type EmitLine = (payload: Buffer, flags: number) => void;
 
+/**
+ * A bulk path (BlockBuilder.addLines): takes whole lines of at most maxLine
+ * bytes of `chunk` from `pos` on, as `emit(line, 0)` would, and returns the
+ * position reached (`pos` when it takes none).
+ */
+export type BulkLines = (chunk: Buffer, pos: number) => number;
+
 export class LineScanner {
   private readonly maxLine: number;
   private readonly pending: Buffer;
@@ -33,11 +40,21 @@ export class LineScanner {
     return this.pendingLength;
   }
 
-  push(chunk: Buffer, emit: EmitLine): void {
+  push(chunk: Buffer, emit: EmitLine, bulk?: BulkLines): void {
     const max = this.maxLine;
     let pos = 0;
     const len = chunk.length;
     while (pos < len) {
+      if (bulk !== undefined && this.pendingLength === 0) {
+        // At a line start: whole short lines go in bulk; the loop below takes
+        // the one it stopped at (no newline yet, too long, or no room).
+        const reached = bulk(chunk, pos);
+        if (reached > pos) {
+          this.inLine = false;
+          pos = reached;
+          if (pos >= len) break;
+        }
+      }
       const nl = chunk.indexOf(10, pos);
       const end = nl < 0 ? len : nl;
       // Bytes chunk[pos, end) extend the current line.
