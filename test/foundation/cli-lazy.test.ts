@@ -34,4 +34,23 @@ describe('logvm loads one command', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.toString()).toContain('USAGE');
   });
+
+  it("the qrexec services' exact command lines go straight to their handler; any other is still parsed and checked by yargs", async () => {
+    const a = await logvm(['append', '--qrexec', '--vm', 'x']);
+    expect(a.code).toBe(2);
+    expect(a.stderr.toString()).toContain('--qrexec takes the VM');
+    const b = await logvm(['buildlog', '--qrexec', '--argument', 'x']);
+    expect(b.code).toBe(2);
+    expect(b.stderr.toString()).toContain('--qrexec takes the VM');
+    // The direct path: no QREXEC_REMOTE_DOMAIN, so the handler itself refuses (coded, exit VM_INVALID's code).
+    const d = await logvm(['append', '--qrexec'], { env: { QREXEC_REMOTE_DOMAIN: undefined }, input: Buffer.alloc(0) });
+    expect(d.code).not.toBe(0);
+    expect(JSON.parse(d.stdout.toString().trim())).toMatchObject({ type: 'error', code: 'VM_INVALID' });
+  });
+
+  it('verify-chain of a bundle starts its signature thread before parsing, and still exits at once on a usage error', async () => {
+    const r = await logvm(['verify-chain', '/nonexistent-bundle'], { timeoutMs: 30_000 });
+    expect(r.code).toBe(2);
+    expect(r.stderr.toString()).toContain('needs the trusted public key');
+  });
 });

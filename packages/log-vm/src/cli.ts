@@ -11,6 +11,13 @@ import type { CommandModule } from 'yargs';
 // nothing to refuse), without loading yargs (~40 modules and string-width's
 // tables: tens of ms of every call). Any other argv is parsed by yargs.
 const SERVICE_ARGV = new Set(['append --qrexec', 'buildlog --qrexec']);
+// verify-chain of a bundle: its signature thread boots on the second core
+// while this one loads yargs and the command (signature-check.ts). Not for
+// --store, which checks its seals here and hashes on both cores.
+const argv = process.argv.slice(2);
+if (argv[0] === 'verify-chain' && !argv.some((a) => a === '--store' || a.startsWith('--store='))) {
+  (await import('./signature-check.js')).prestartSignatureWorker();
+}
 const direct = process.argv.length === 4 && SERVICE_ARGV.has(`${process.argv[2]} ${process.argv[3]}`);
 if (direct) await COMMAND_LOADERS[process.argv[2]!]!().then((c) => c.handler({ qrexec: true, _: [process.argv[2]!], $0: 'logvm' }));
 else await parseWithYargs();

@@ -65,11 +65,44 @@ function fromPlainError(p: PlainError): Error {
  * signature-worker.js that happens to lie beside it.
  */
 export function startSignatureCheck(args: TrustArgs): SignatureCheck {
-  if (import.meta.url.endsWith('/signature-check.js')) {
-    const file = new URL('./signature-worker.js', import.meta.url);
-    if (existsSync(fileURLToPath(file))) return threadCheck(file, args);
-  }
+  const pre = prestarted;
+  prestarted = undefined;
+  if (pre !== undefined && !pre.gone) return threadCheck(pre.worker, args, true);
+  const file = workerFile();
+  if (file !== undefined) return threadCheck(file, args, false);
   return inlineCheck(args);
+}
+
+function workerFile(): URL | undefined {
+  if (!import.meta.url.endsWith('/signature-check.js')) return undefined;
+  const file = new URL('./signature-worker.js', import.meta.url);
+  return existsSync(fileURLToPath(file)) ? file : undefined;
+}
+
+let prestarted: { worker: Worker; gone: boolean } | undefined;
+
+/**
+ * Starts the signature thread before the command line is parsed (cli.ts,
+ * for `verify-chain` of a bundle): booting a thread and loading openpgp.js
+ * there is some 0.2 s of CPU, which then runs on the second core while this
+ * thread loads the command's modules, instead of after them (and beside the
+ * entries' hashing). It waits for its arguments (startSignatureCheck) and
+ * keeps nothing alive meanwhile: a run that never asks for it (a usage
+ * error, --help) exits as before. One that died is not used.
+ */
+export function prestartSignatureWorker(): void {
+  const file = workerFile();
+  if (file === undefined || prestarted !== undefined) return;
+  try {
+    const worker = new Worker(file, { workerData: null, stdout: false, stderr: false });
+    const entry = { worker, gone: false };
+    worker.unref();
+    worker.once('error', () => (entry.gone = true));
+    worker.once('exit', () => (entry.gone = true));
+    prestarted = entry;
+  } catch {
+    // no thread to be had now: startSignatureCheck will try again, or check inline
+  }
 }
 
 function inlineCheck(args: TrustArgs): SignatureCheck {
@@ -87,12 +120,18 @@ function inlineCheck(args: TrustArgs): SignatureCheck {
 
 type FromWorker = { type: 'trust'; error?: PlainError } | { type: 'report'; report?: SignatureReport; error?: PlainError };
 
-function threadCheck(file: URL, args: TrustArgs): SignatureCheck {
+function threadCheck(from: URL | Worker, args: TrustArgs, prestart: boolean): SignatureCheck {
   let worker: Worker;
-  try {
-    worker = new Worker(file, { workerData: args, stdout: false, stderr: false });
-  } catch {
-    return inlineCheck(args); // no thread to be had (resource limits): the same check here
+  if (prestart) {
+    worker = from as Worker;
+    worker.ref();
+    worker.postMessage({ type: 'args', args });
+  } else {
+    try {
+      worker = new Worker(from as URL, { workerData: args, stdout: false, stderr: false });
+    } catch {
+      return inlineCheck(args); // no thread to be had (resource limits): the same check here
+    }
   }
   let closed = false;
   let trustSettle: { resolve: () => void; reject: (e: Error) => void } | undefined;
