@@ -46,7 +46,7 @@ function outcome(run: (v: ChainVerifier) => void | Promise<void>): Promise<Outco
   })();
 }
 
-async function allPaths(x: { data: Buffer; hashes: Buffer; count: number }): Promise<Outcome[]> {
+async function allPaths(x: { data: Buffer; hashes: Buffer; count: number }): Promise<[Outcome, Outcome, Outcome]> {
   const recs = tagRecords(x.data, x.hashes, x.count);
   return Promise.all([
     outcome((v) => void v.pushBlock(x.data, x.hashes)),
