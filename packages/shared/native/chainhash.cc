@@ -44,6 +44,22 @@ bool GetU32(napi_env env, napi_value v, uint32_t** data, size_t* len) {
   return GetArray(env, v, napi_uint32_array, data, len);
 }
 
+// Throws a RangeError and returns false unless offsets (count + 1 of them)
+// cut data into spans of at least minSpan bytes each, in order.
+bool CheckSpans(napi_env env, const uint32_t* offsets, size_t offLen, uint32_t count, size_t dataLen, uint32_t minSpan, const char* what) {
+  if (offLen < static_cast<size_t>(count) + 1) {
+    napi_throw_range_error(env, nullptr, what);
+    return false;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    if (offsets[i] > offsets[i + 1] || offsets[i + 1] > dataLen || offsets[i + 1] - offsets[i] < minSpan) {
+      napi_throw_range_error(env, nullptr, what);
+      return false;
+    }
+  }
+  return true;
+}
+
 // Chains entries [from, to) onto head (updated in place). See ChainImpl.
 int64_t Run(const SHA256_CTX& base, unsigned char* head, const unsigned char* data, const uint32_t* offsets, uint32_t from,
             uint32_t to, unsigned char* out, bool compare, uint32_t tail, bool* ok) {
@@ -104,16 +120,11 @@ napi_value ChainImpl(napi_env env, napi_callback_info info, bool withTail) {
     napi_throw_type_error(env, nullptr, "chain: bad tail");
     return nullptr;
   }
-  if (offLen < static_cast<size_t>(count) + 1 || outLen < static_cast<size_t>(count) * 32) {
-    napi_throw_range_error(env, nullptr, "chain: offsets or out too short");
+  if (outLen < static_cast<size_t>(count) * 32) {
+    napi_throw_range_error(env, nullptr, "chain: out too short");
     return nullptr;
   }
-  for (uint32_t i = 0; i < count; i++) {
-    if (offsets[i] > offsets[i + 1] || offsets[i + 1] > dataLen || offsets[i + 1] - offsets[i] < tail) {
-      napi_throw_range_error(env, nullptr, "chain: offsets out of range");
-      return nullptr;
-    }
-  }
+  if (!CheckSpans(env, offsets, offLen, count, dataLen, tail, "chain: offsets out of range")) return nullptr;
   // The low-level SHA-256 functions: the EVP layer's per-message set-up
   // (provider dispatch, context allocation) costs more than hashing a
   // 100-byte entry. Deprecated in OpenSSL 3 in favour of EVP, still exported.
@@ -191,6 +202,20 @@ napi_value Interleave(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// A job off the JS thread: its SHA-256 state with the prefix absorbed, and
+// references that keep head, data, offsets and out (arguments 1, 2, 3, 5)
+// alive until it is done. Throws and returns false if OpenSSL fails.
+template <typename Job>
+bool SetUpJob(napi_env env, Job* j, const unsigned char* prefix, size_t prefixLen, napi_value* argv) {
+  if (SHA256_Init(&j->base) != 1 || SHA256_Update(&j->base, prefix, prefixLen) != 1) {
+    napi_throw_error(env, nullptr, "chain: OpenSSL digest failed");
+    return false;
+  }
+  napi_value hold[4] = {argv[1], argv[2], argv[3], argv[5]};
+  for (int i = 0; i < 4; i++) napi_create_reference(env, hold[i], 1, &j->refs[i]);
+  return true;
+}
+
 // chainTailAsync(prefix, head, data, offsets, count, out, tail) -> Promise of
 // the same result as chainTail(..., compare = true, tail), computed on a
 // libuv worker thread: the JS thread reads and checks the next records
@@ -249,20 +274,14 @@ napi_value ChainTailAsync(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, nullptr, "chainTailAsync: bad arguments");
     return nullptr;
   }
-  if (offLen < static_cast<size_t>(count) + 1 || outLen < static_cast<size_t>(count) * 32) {
-    napi_throw_range_error(env, nullptr, "chainTailAsync: offsets or out too short");
+  if (outLen < static_cast<size_t>(count) * 32) {
+    napi_throw_range_error(env, nullptr, "chainTailAsync: out too short");
     return nullptr;
   }
-  for (uint32_t i = 0; i < count; i++) {
-    if (offsets[i] > offsets[i + 1] || offsets[i + 1] > dataLen || offsets[i + 1] - offsets[i] < tail) {
-      napi_throw_range_error(env, nullptr, "chainTailAsync: offsets out of range");
-      return nullptr;
-    }
-  }
+  if (!CheckSpans(env, offsets, offLen, count, dataLen, tail, "chainTailAsync: offsets out of range")) return nullptr;
   AsyncJob* j = new AsyncJob();
-  if (SHA256_Init(&j->base) != 1 || SHA256_Update(&j->base, prefix, prefixLen) != 1) {
+  if (!SetUpJob(env, j, prefix, prefixLen, argv)) {
     delete j;
-    napi_throw_error(env, nullptr, "chain: OpenSSL digest failed");
     return nullptr;
   }
   j->head = head;
@@ -271,8 +290,6 @@ napi_value ChainTailAsync(napi_env env, napi_callback_info info) {
   j->count = count;
   j->out = out;
   j->tail = tail;
-  napi_value argsToHold[4] = {argv[1], argv[2], argv[3], argv[5]};
-  for (int i = 0; i < 4; i++) napi_create_reference(env, argsToHold[i], 1, &j->refs[i]);
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_string_utf8(env, "appendlog.chainTailAsync", NAPI_AUTO_LENGTH, &name);
@@ -361,21 +378,15 @@ napi_value ChainStart(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, nullptr, "chainStart: bad firstSeq");
     return nullptr;
   }
-  if (offLen < static_cast<size_t>(count) + 1 || outLen < static_cast<size_t>(count) * 32) {
-    napi_throw_range_error(env, nullptr, "chainStart: offsets or out too short");
+  if (outLen < static_cast<size_t>(count) * 32) {
+    napi_throw_range_error(env, nullptr, "chainStart: out too short");
     return nullptr;
   }
-  for (uint32_t i = 0; i < count; i++) {
-    // Each span holds at least a whole header (26 bytes), whose seq is written.
-    if (offsets[i] > offsets[i + 1] || offsets[i + 1] > dataLen || offsets[i + 1] - offsets[i] < 26) {
-      napi_throw_range_error(env, nullptr, "chainStart: offsets out of range");
-      return nullptr;
-    }
-  }
+  // Each span holds at least a whole header (26 bytes), whose seq is written.
+  if (!CheckSpans(env, offsets, offLen, count, dataLen, 26, "chainStart: offsets out of range")) return nullptr;
   ThreadJob* j = new ThreadJob();
-  if (SHA256_Init(&j->base) != 1 || SHA256_Update(&j->base, prefix, prefixLen) != 1) {
+  if (!SetUpJob(env, j, prefix, prefixLen, argv)) {
     delete j;
-    napi_throw_error(env, nullptr, "chain: OpenSSL digest failed");
     return nullptr;
   }
   j->head = head;
@@ -384,8 +395,6 @@ napi_value ChainStart(napi_env env, napi_callback_info info) {
   j->count = count;
   j->out = out;
   j->firstSeq = static_cast<uint64_t>(firstSeq);
-  napi_value hold[4] = {argv[1], argv[2], argv[3], argv[5]};
-  for (int i = 0; i < 4; i++) napi_create_reference(env, hold[i], 1, &j->refs[i]);
   napi_value handle;
   if (napi_create_external(env, j, FinalizeJob, nullptr, &handle) != napi_ok) {
     for (napi_ref r : j->refs)

@@ -165,13 +165,7 @@ export class BlockBuilder {
     // A pending hash of the same bytes (start) must be done before they are renumbered.
     this.pending?.join();
     this.pending = null;
-    const n = this.n;
-    if (this.offsets.length < n + 1) {
-      const bigger = new Uint32Array(n + 1);
-      bigger.set(this.offsets.subarray(0, n));
-      this.offsets = bigger;
-    }
-    this.offsets[n] = this.used;
+    const n = this.endOffsets();
     for (let i = 0; i < n; i++) writeU64(this.buf, this.offsets[i]!, firstSeq + i);
     const hashes = Buffer.allocUnsafe(n * HASH_SIZE);
     const h = Buffer.from(head);
@@ -189,6 +183,18 @@ export class BlockBuilder {
     };
   }
 
+  /** Closes the offsets (offsets[n] = the end of the last entry, as chainEntries wants them); returns n. */
+  private endOffsets(): number {
+    const n = this.n;
+    if (this.offsets.length < n + 1) {
+      const bigger = new Uint32Array(n + 1);
+      bigger.set(this.offsets.subarray(0, n));
+      this.offsets = bigger;
+    }
+    this.offsets[n] = this.used;
+    return n;
+  }
+
   /**
    * `finish` on a thread of its own (the addon; without it, here and now):
    * the entries are numbered from `firstSeq` and chained onto `head` while
@@ -198,13 +204,7 @@ export class BlockBuilder {
    */
   start(firstSeq: number, head: Uint8Array): PendingBlock {
     this.pending?.join();
-    const n = this.n;
-    if (this.offsets.length < n + 1) {
-      const bigger = new Uint32Array(n + 1);
-      bigger.set(this.offsets.subarray(0, n));
-      this.offsets = bigger;
-    }
-    this.offsets[n] = this.used;
+    const n = this.endOffsets();
     // The builder's own, reused: a fresh buffer per batch is garbage the
     // collector (rarely run on the bulk path) lets pile up as external memory.
     if (this.hashBuf.length < n * HASH_SIZE) this.hashBuf = Buffer.allocUnsafe(Math.max(n * HASH_SIZE, this.hashBuf.length * 2));
