@@ -22,9 +22,11 @@ import type { ByteSource } from './source.js';
  * and commits it in batches. A batch is committed when it reaches
  * `batchBytes`, and at the latest `commitIntervalMs` after its first entry
  * arrived, so a received line is durable within that interval (the loss
- * window on a crash). Memory is bounded by `batchBytes` + `maxLine` per
- * stream + one input chunk whatever the input: the loop reads no more input
- * while a commit runs (better-sqlite3 is synchronous).
+ * window on a crash). Memory is bounded by three batches (the one being
+ * filled, one hashed ahead and waiting for its commit, and for the length of
+ * a commit the one before it: see Session) + `maxLine` per stream + one
+ * input chunk, whatever the input: the loop reads no more input while a
+ * commit runs (better-sqlite3 is synchronous).
  *
  * Raw mode splits stdin into LINE entries. Framed mode (logsend) parses
  * frames: STDOUT/STDERR/DATA bytes are split into lines per stream; HELLO and

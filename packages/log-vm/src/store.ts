@@ -7,13 +7,13 @@ import {
   AppendlogError,
   BlockBuilder,
   EVENTS_LOG_NAME,
-  PendingBlock,
   Kind,
   canonicalBytes,
   canonicalJson,
   genesisHash,
   type CanonicalValue,
   type FinishedBlock,
+  type PendingBlock,
 } from '@appendlog/shared';
 import { storeError } from './errors.js';
 
@@ -1004,8 +1004,13 @@ export class Store {
 
 /** What a batch will add to the store: its entries (headers and payloads) and a 32-byte hash each. */
 function storedSize(batch: BlockBuilder | PendingBlock): number {
-  const builder = batch instanceof PendingBlock ? batch.builder : batch;
+  const builder = isPending(batch) ? batch.builder : batch;
   return builder.byteLength + 32 * builder.count;
+}
+
+/** A batch hashed ahead (BlockBuilder.start) rather than a builder (by shape: one copy of the shared code or another). */
+function isPending(batch: BlockBuilder | PendingBlock): batch is PendingBlock {
+  return typeof (batch as Partial<PendingBlock>).join === 'function';
 }
 
 /**
@@ -1015,7 +1020,7 @@ function storedSize(batch: BlockBuilder | PendingBlock): number {
  * or a seal) its builder is numbered and chained again, here.
  */
 function chainedOnto(batch: BlockBuilder | PendingBlock, head: HeadRow): FinishedBlock {
-  if (!(batch instanceof PendingBlock)) return batch.finish(head.entries + 1, head.head);
+  if (!isPending(batch)) return batch.finish(head.entries + 1, head.head);
   const block = batch.join();
   if (block.firstSeq === head.entries + 1 && batch.prev.equals(head.head)) return block;
   return batch.builder.finish(head.entries + 1, head.head);
