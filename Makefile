@@ -101,6 +101,7 @@ $(STAGE)/.built: $(STAGE)/.deps $(SOURCES)
 	rm -rf $(STAGE)/packages/shared/native && cp -r packages/shared/native $(STAGE)/packages/shared/ && rm -rf $(STAGE)/packages/shared/native/build
 	cd $(STAGE) && npm_config_nodedir=$(NODEDIR) npm_config_node_gyp=$(NODE_GYP) $(NODE) scripts/build-native.mjs
 	cd $(STAGE) && $(NODE) node_modules/typescript/bin/tsc -b
+	cd $(STAGE) && $(NODE) scripts/bundle-yargs.mjs
 	touch $@
 
 $(VERIFIER): $(STAGE)/.built

@@ -58,7 +58,7 @@ mustnot() { local hit; hit=$(grep -E -m3 "$2" "$OUT/$1" || true); if [ -n "$hit"
 for f in deb.files rpm.files; do
   for p in /usr/bin/logvm /usr/bin/logsend /etc/qubes-rpc/qubes.AppendLog \
     /usr/lib/appendlog/packages/log-vm/bin/logvm.js /usr/lib/appendlog/packages/log-sender/bin/logsend.js \
-    /usr/lib/appendlog/packages/log-vm/dist/cli.js /usr/lib/appendlog/packages/shared/dist/index.js \
+    /usr/lib/appendlog/packages/log-vm/dist/cli.js /usr/lib/appendlog/packages/log-vm/dist/yargs.js /usr/lib/appendlog/packages/shared/dist/index.js \
     /usr/lib/appendlog/node_modules/better-sqlite3/build/Release/better_sqlite3.node \
     /usr/lib/appendlog/node_modules/zstd-napi/build/Release/binding.node \
     /usr/lib/appendlog/node_modules/openpgp/package.json /usr/lib/appendlog/node_modules/yargs/package.json \

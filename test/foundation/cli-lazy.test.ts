@@ -7,7 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { COMMAND_LOADERS } from '../../packages/log-vm/src/commands/loaders.js';
 import { ALL_COMMANDS } from '../../packages/log-vm/src/commands/index.js';
-import { logvm } from '../helpers.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, logvm } from '../helpers.js';
 
 const nameOf = (c: { command?: string | readonly string[] }): string => String(Array.isArray(c.command) ? c.command[0] : c.command).split(' ')[0]!;
 
@@ -52,5 +54,13 @@ describe('logvm loads one command', () => {
     const r = await logvm(['verify-chain', '/nonexistent-bundle'], { timeoutMs: 30_000 });
     expect(r.code).toBe(2);
     expect(r.stderr.toString()).toContain('needs the trusted public key');
+  });
+
+  it('loads yargs as one built file (dist/yargs.js), whose messages are still translated from the yargs package', async () => {
+    expect(existsSync(join(ROOT, 'packages/log-vm/dist/yargs.js'))).toBe(true);
+    const de = await logvm(['--help'], { env: { LANG: 'de_DE.UTF-8', LC_ALL: undefined, LC_MESSAGES: undefined } });
+    expect(de.code).toBe(0);
+    expect(de.stdout.toString()).toContain('Optionen:');
+    expect(de.stdout.toString()).toContain('logvm verify-chain');
   });
 });

@@ -23,7 +23,7 @@ if (direct) await COMMAND_LOADERS[process.argv[2]!]!().then((c) => c.handler({ q
 else await parseWithYargs();
 
 async function parseWithYargs(): Promise<void> {
-  const [{ default: yargs }, { hideBin }, { EXIT_CODES, VERSION }] = await Promise.all([import('yargs'), import('yargs/helpers'), import('@appendlog/shared')]);
+  const [{ yargs, hideBin }, { EXIT_CODES, VERSION }] = await Promise.all([loadYargs(), import('@appendlog/shared')]);
 
   // Only the command that runs is loaded: every other one pulls in modules it
   // never uses (report rendering, bundles, trust, SQLite), and at the sizes
@@ -62,6 +62,21 @@ async function parseWithYargs(): Promise<void> {
     });
   skipHelpCache(parser);
   await parser.parseAsync();
+}
+
+/**
+ * yargs as one file (dist/yargs.js, scripts/bundle-yargs.mjs: about half
+ * the load time of the package's 40-odd modules), else the package itself.
+ */
+async function loadYargs(): Promise<{ yargs: typeof import('yargs').default; hideBin: typeof import('yargs/helpers').hideBin }> {
+  try {
+    const m = (await import(new URL('./yargs.js', import.meta.url).href)) as { default: typeof import('yargs').default; hideBin: typeof import('yargs/helpers').hideBin };
+    if (typeof m.default === 'function' && typeof m.hideBin === 'function') return { yargs: m.default, hideBin: m.hideBin };
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+  }
+  const [{ default: yargs }, { hideBin }] = await Promise.all([import('yargs'), import('yargs/helpers')]);
+  return { yargs, hideBin };
 }
 
 /**
