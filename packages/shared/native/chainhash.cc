@@ -60,6 +60,32 @@ bool CheckSpans(napi_env env, const uint32_t* offsets, size_t offLen, uint32_t c
   return true;
 }
 
+// The arguments the chaining functions share: (prefix, head32, data,
+// offsets, count, out, ...). Throws (TypeError for a bad argument,
+// RangeError for an out too short for count hashes) and returns false
+// unless they are all there; the spans are checked by CheckSpans.
+struct ChainArgs {
+  unsigned char *prefix, *head, *data, *out;
+  size_t prefixLen, dataLen, offLen;
+  uint32_t* offsets;
+  uint32_t count;
+};
+
+bool GetChainArgs(napi_env env, napi_value* argv, size_t argc, size_t want, const char* what, ChainArgs* a) {
+  size_t headLen, outLen;
+  if (argc < want || !GetBytes(env, argv[0], &a->prefix, &a->prefixLen) || !GetBytes(env, argv[1], &a->head, &headLen) || headLen != 32 ||
+      !GetBytes(env, argv[2], &a->data, &a->dataLen) || !GetU32(env, argv[3], &a->offsets, &a->offLen) ||
+      napi_get_value_uint32(env, argv[4], &a->count) != napi_ok || !GetBytes(env, argv[5], &a->out, &outLen)) {
+    napi_throw_type_error(env, nullptr, what);
+    return false;
+  }
+  if (outLen < static_cast<size_t>(a->count) * 32) {
+    napi_throw_range_error(env, nullptr, what);
+    return false;
+  }
+  return true;
+}
+
 // Chains entries [from, to) onto head (updated in place). See ChainImpl.
 int64_t Run(const SHA256_CTX& base, unsigned char* head, const unsigned char* data, const uint32_t* offsets, uint32_t from,
             uint32_t to, unsigned char* out, bool compare, uint32_t tail, bool* ok) {
@@ -99,19 +125,10 @@ napi_value ChainImpl(napi_env env, napi_callback_info info, bool withTail) {
   size_t argc = 8;
   napi_value argv[8];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < (withTail ? 8u : 7u)) {
-    napi_throw_type_error(env, nullptr, "chain: 7 arguments expected");
-    return nullptr;
-  }
-  unsigned char *prefix, *head, *data, *out;
-  size_t prefixLen, headLen, dataLen, outLen, offLen;
-  uint32_t* offsets;
-  uint32_t count;
+  ChainArgs a;
+  if (!GetChainArgs(env, argv, argc, withTail ? 8 : 7, "chain: bad arguments", &a)) return nullptr;
   bool compare;
-  if (!GetBytes(env, argv[0], &prefix, &prefixLen) || !GetBytes(env, argv[1], &head, &headLen) || headLen != 32 ||
-      !GetBytes(env, argv[2], &data, &dataLen) || !GetU32(env, argv[3], &offsets, &offLen) ||
-      napi_get_value_uint32(env, argv[4], &count) != napi_ok || !GetBytes(env, argv[5], &out, &outLen) ||
-      napi_get_value_bool(env, argv[6], &compare) != napi_ok) {
+  if (napi_get_value_bool(env, argv[6], &compare) != napi_ok) {
     napi_throw_type_error(env, nullptr, "chain: bad arguments");
     return nullptr;
   }
@@ -120,11 +137,11 @@ napi_value ChainImpl(napi_env env, napi_callback_info info, bool withTail) {
     napi_throw_type_error(env, nullptr, "chain: bad tail");
     return nullptr;
   }
-  if (outLen < static_cast<size_t>(count) * 32) {
-    napi_throw_range_error(env, nullptr, "chain: out too short");
-    return nullptr;
-  }
-  if (!CheckSpans(env, offsets, offLen, count, dataLen, tail, "chain: offsets out of range")) return nullptr;
+  if (!CheckSpans(env, a.offsets, a.offLen, a.count, a.dataLen, tail, "chain: offsets out of range")) return nullptr;
+  unsigned char *prefix = a.prefix, *head = a.head, *data = a.data, *out = a.out;
+  size_t prefixLen = a.prefixLen;
+  uint32_t* offsets = a.offsets;
+  uint32_t count = a.count;
   // The low-level SHA-256 functions: the EVP layer's per-message set-up
   // (provider dispatch, context allocation) costs more than hashing a
   // 100-byte entry. Deprecated in OpenSSL 3 in favour of EVP, still exported.
@@ -206,11 +223,16 @@ napi_value Interleave(napi_env env, napi_callback_info info) {
 // references that keep head, data, offsets and out (arguments 1, 2, 3, 5)
 // alive until it is done. Throws and returns false if OpenSSL fails.
 template <typename Job>
-bool SetUpJob(napi_env env, Job* j, const unsigned char* prefix, size_t prefixLen, napi_value* argv) {
-  if (SHA256_Init(&j->base) != 1 || SHA256_Update(&j->base, prefix, prefixLen) != 1) {
+bool SetUpJob(napi_env env, Job* j, const ChainArgs& a, napi_value* argv) {
+  if (SHA256_Init(&j->base) != 1 || SHA256_Update(&j->base, a.prefix, a.prefixLen) != 1) {
     napi_throw_error(env, nullptr, "chain: OpenSSL digest failed");
     return false;
   }
+  j->head = a.head;
+  j->data = a.data;
+  j->offsets = a.offsets;
+  j->count = a.count;
+  j->out = a.out;
   napi_value hold[4] = {argv[1], argv[2], argv[3], argv[5]};
   for (int i = 0; i < 4; i++) napi_create_reference(env, hold[i], 1, &j->refs[i]);
   return true;
@@ -263,32 +285,19 @@ napi_value ChainTailAsync(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  unsigned char *prefix, *head, *data, *out;
-  size_t prefixLen, headLen, dataLen, outLen, offLen;
-  uint32_t* offsets;
-  uint32_t count, tail;
-  if (argc < 7 || !GetBytes(env, argv[0], &prefix, &prefixLen) || !GetBytes(env, argv[1], &head, &headLen) || headLen != 32 ||
-      !GetBytes(env, argv[2], &data, &dataLen) || !GetU32(env, argv[3], &offsets, &offLen) ||
-      napi_get_value_uint32(env, argv[4], &count) != napi_ok || !GetBytes(env, argv[5], &out, &outLen) ||
-      napi_get_value_uint32(env, argv[6], &tail) != napi_ok || tail < 1 || tail > 32) {
-    napi_throw_type_error(env, nullptr, "chainTailAsync: bad arguments");
+  ChainArgs a;
+  if (!GetChainArgs(env, argv, argc, 7, "chainTailAsync: bad arguments", &a)) return nullptr;
+  uint32_t tail;
+  if (napi_get_value_uint32(env, argv[6], &tail) != napi_ok || tail < 1 || tail > 32) {
+    napi_throw_type_error(env, nullptr, "chainTailAsync: bad tail");
     return nullptr;
   }
-  if (outLen < static_cast<size_t>(count) * 32) {
-    napi_throw_range_error(env, nullptr, "chainTailAsync: out too short");
-    return nullptr;
-  }
-  if (!CheckSpans(env, offsets, offLen, count, dataLen, tail, "chainTailAsync: offsets out of range")) return nullptr;
+  if (!CheckSpans(env, a.offsets, a.offLen, a.count, a.dataLen, tail, "chainTailAsync: offsets out of range")) return nullptr;
   AsyncJob* j = new AsyncJob();
-  if (!SetUpJob(env, j, prefix, prefixLen, argv)) {
+  if (!SetUpJob(env, j, a, argv)) {
     delete j;
     return nullptr;
   }
-  j->head = head;
-  j->data = data;
-  j->offsets = offsets;
-  j->count = count;
-  j->out = out;
   j->tail = tail;
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
@@ -361,39 +370,25 @@ napi_value ChainStart(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  unsigned char *prefix, *head, *data, *out;
-  size_t prefixLen, headLen, dataLen, outLen, offLen;
-  uint32_t* offsets;
-  uint32_t count;
+  ChainArgs a;
+  if (!GetChainArgs(env, argv, argc, 7, "chainStart: bad arguments", &a)) return nullptr;
   double firstSeq;
-  if (argc < 7 || !GetBytes(env, argv[0], &prefix, &prefixLen) || !GetBytes(env, argv[1], &head, &headLen) || headLen != 32 ||
-      !GetBytes(env, argv[2], &data, &dataLen) || !GetU32(env, argv[3], &offsets, &offLen) ||
-      napi_get_value_uint32(env, argv[4], &count) != napi_ok || !GetBytes(env, argv[5], &out, &outLen) ||
-      napi_get_value_double(env, argv[6], &firstSeq) != napi_ok) {
+  if (napi_get_value_double(env, argv[6], &firstSeq) != napi_ok) {
     napi_throw_type_error(env, nullptr, "chainStart: bad arguments");
     return nullptr;
   }
   // Seqs are exact integers in JS: firstSeq + count - 1 must stay below 2^53.
-  if (!(firstSeq >= 1) || firstSeq != static_cast<double>(static_cast<uint64_t>(firstSeq)) || firstSeq + count > 9007199254740992.0) {
+  if (!(firstSeq >= 1) || firstSeq != static_cast<double>(static_cast<uint64_t>(firstSeq)) || firstSeq + a.count > 9007199254740992.0) {
     napi_throw_range_error(env, nullptr, "chainStart: bad firstSeq");
     return nullptr;
   }
-  if (outLen < static_cast<size_t>(count) * 32) {
-    napi_throw_range_error(env, nullptr, "chainStart: out too short");
-    return nullptr;
-  }
   // Each span holds at least a whole header (26 bytes), whose seq is written.
-  if (!CheckSpans(env, offsets, offLen, count, dataLen, 26, "chainStart: offsets out of range")) return nullptr;
+  if (!CheckSpans(env, a.offsets, a.offLen, a.count, a.dataLen, 26, "chainStart: offsets out of range")) return nullptr;
   ThreadJob* j = new ThreadJob();
-  if (!SetUpJob(env, j, prefix, prefixLen, argv)) {
+  if (!SetUpJob(env, j, a, argv)) {
     delete j;
     return nullptr;
   }
-  j->head = head;
-  j->data = data;
-  j->offsets = offsets;
-  j->count = count;
-  j->out = out;
   j->firstSeq = static_cast<uint64_t>(firstSeq);
   napi_value handle;
   if (napi_create_external(env, j, FinalizeJob, nullptr, &handle) != napi_ok) {

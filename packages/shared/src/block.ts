@@ -1,6 +1,6 @@
 import { ENTRY_HEADER_SIZE, HASH_SIZE, MAX_PAYLOAD, isLineKind } from './constants.js';
-import { writeHeader, writeU64 } from './encoding.js';
-import { chainEntries, chainEntriesStart, nativeAddLines, type ChainJob } from './chain.js';
+import { writeHeader } from './encoding.js';
+import { chainEntriesStart, chainNumbered, nativeAddLines, type ChainJob } from './chain.js';
 
 /**
  * Collects entries for one committed batch as their canonical encodings laid
@@ -22,6 +22,9 @@ export interface FinishedBlock {
   lastTime: number;
 }
 
+/** addLines' results: position, used, count, lines, line bytes, stopped for room. */
+const ADD_LINES_RESULT = new Float64Array(6);
+
 /**
  * A batch numbered and chained onto a head it was given before the store's
  * transaction (`BlockBuilder.start`), on a thread of its own: `join` gives
@@ -29,9 +32,6 @@ export interface FinishedBlock {
  * `prev` at `firstSeq - 1`; else (another session's batch came first) it
  * numbers and chains the builder again on the true head (`finish`).
  */
-/** addLines' results: position, used, count, lines, line bytes, stopped for room. */
-const ADD_LINES_RESULT = new Float64Array(6);
-
 export class PendingBlock {
   private block: FinishedBlock | null = null;
 
@@ -94,16 +94,7 @@ export class BlockBuilder {
     if (this.pending !== null) throw new Error('BlockBuilder: entries added while the batch is being hashed');
     if (payload.length > MAX_PAYLOAD) throw new RangeError('payload exceeds MAX_PAYLOAD');
     const size = ENTRY_HEADER_SIZE + payload.length;
-    if (this.used + size > this.buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(this.used + size, this.buf.length * 2));
-      this.buf.copy(bigger, 0, 0, this.used);
-      this.buf = bigger;
-    }
-    if (this.n + 1 >= this.offsets.length) {
-      const bigger = new Uint32Array(this.offsets.length * 2);
-      bigger.set(this.offsets);
-      this.offsets = bigger;
-    }
+    this.room(size);
     this.offsets[this.n++] = this.used;
     writeHeader(this.buf, this.used, 0, time, session, kind, flags, payload.length);
     this.buf.set(payload, this.used + ENTRY_HEADER_SIZE);
@@ -143,16 +134,21 @@ export class BlockBuilder {
       this.lineBytesSum += res[4]!;
       if (res[5] === 0) return pos;
       // Out of room for the next line: grow as add does, and go on.
-      if (this.buf.length - this.used < ENTRY_HEADER_SIZE + maxLine) {
-        const bigger = Buffer.allocUnsafe(Math.max(this.used + ENTRY_HEADER_SIZE + maxLine, this.buf.length * 2));
-        this.buf.copy(bigger, 0, 0, this.used);
-        this.buf = bigger;
-      }
-      if (this.offsets.length - this.n < 2) {
-        const bigger = new Uint32Array(this.offsets.length * 2);
-        bigger.set(this.offsets);
-        this.offsets = bigger;
-      }
+      this.room(ENTRY_HEADER_SIZE + maxLine);
+    }
+  }
+
+  /** Room for one more entry of `size` bytes (and its offset, with one to spare for `finish`): the buffers double as needed. */
+  private room(size: number): void {
+    if (this.used + size > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.used + size, this.buf.length * 2));
+      this.buf.copy(bigger, 0, 0, this.used);
+      this.buf = bigger;
+    }
+    if (this.n + 1 >= this.offsets.length) {
+      const bigger = new Uint32Array(this.offsets.length * 2);
+      bigger.set(this.offsets);
+      this.offsets = bigger;
     }
   }
 
@@ -166,10 +162,9 @@ export class BlockBuilder {
     this.pending?.join();
     this.pending = null;
     const n = this.endOffsets();
-    for (let i = 0; i < n; i++) writeU64(this.buf, this.offsets[i]!, firstSeq + i);
     const hashes = Buffer.allocUnsafe(n * HASH_SIZE);
     const h = Buffer.from(head);
-    chainEntries(h, this.buf, this.offsets, n, hashes, false);
+    chainNumbered(h, this.buf, this.offsets, n, hashes, firstSeq);
     return {
       data: this.buf.subarray(0, this.used),
       hashes,

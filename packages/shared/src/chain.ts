@@ -272,10 +272,15 @@ export function chainEntriesStart(head: Buffer, data: Uint8Array, offsets: Uint3
   }
   for (let i = 0; i < count; i++) {
     if (offsets[i]! > offsets[i + 1]! || offsets[i + 1]! - offsets[i]! < ENTRY_HEADER_SIZE || offsets[i + 1]! > data.length) throw new RangeError('chainEntriesStart: offsets out of range');
-    writeU64(data, offsets[i]!, firstSeq + i);
   }
-  chainEntries(head, data, offsets, count, out, false);
+  chainNumbered(head, data, offsets, count, out, firstSeq);
   return DONE;
+}
+
+/** chainEntries after numbering the entries from `firstSeq` (the u64 seq at the start of each header), here and now. */
+export function chainNumbered(head: Buffer, data: Uint8Array, offsets: Uint32Array, count: number, out: Uint8Array, firstSeq: number): void {
+  for (let i = 0; i < count; i++) writeU64(data, offsets[i]!, firstSeq + i);
+  chainEntries(head, data, offsets, count, out, false);
 }
 
 /**

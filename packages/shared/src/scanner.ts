@@ -47,7 +47,7 @@ export class LineScanner {
     while (pos < len) {
       if (bulk !== undefined && this.pendingLength === 0) {
         // At a line start: whole short lines go in bulk; the loop below takes
-        // the one it stopped at (no newline yet, too long, or no room).
+        // the one it stopped at (no newline yet, or longer than maxLine).
         const reached = bulk(chunk, pos);
         if (reached > pos) {
           this.inLine = false;
